@@ -1,0 +1,165 @@
+"""The DATA decoder: raw bytes after ``354`` in, message content out. No I/O.
+
+RFC 5321 §4.1.1.4: the mail data ends with the sequence ``<CRLF>.<CRLF>`` and
+nothing else. Bare ``LF`` or bare ``CR`` variants (``\\n.\\n``, ``\\r.\\r``,
+``\\r\\n.\\n`` …) never end it: treating them as an end is what makes SMTP
+smuggling possible, so here they are ordinary message bytes.
+
+RFC 5321 §4.5.2: a line that starts with a period had one more period put in
+front of it by the client ("dot-stuffing"); the receiver removes it.
+
+The decoder works on whole chunks with ``bytes.find`` and ``bytes.replace``
+rather than line by line, so a 100 MB message costs a handful of C-level
+passes. The message is treated as if preceded by a virtual ``CRLF``: that makes
+an empty message (``.CRLF`` straight after ``354``) and a stuffed dot on the
+first line fall out of the same rule as every other line.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LINE_TOO_LONG", "TOO_MUCH_DATA", "DataDecoder"]
+
+END_OF_DATA = b"\r\n.\r\n"
+_STUFFED = b"\r\n."
+_UNSTUFFED = b"\r\n"
+_CR = 13
+
+#: Reply when a text line is longer than ``line_length_limit`` (aiosmtpd's text).
+LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
+#: Reply when the message is bigger than ``data_size_limit`` (aiosmtpd's text).
+TOO_MUCH_DATA = "552 Error: Too much mail data"
+
+
+class DataDecoder:
+    """Incremental decoder of one DATA transfer.
+
+    Feed it the bytes that follow the ``354`` reply, in pieces of any size.
+    Decoded content accumulates in :attr:`chunks` (take it with
+    :meth:`take`). Limits are checked as bytes arrive; once one is exceeded the
+    content collected so far is dropped and the rest is only scanned for the
+    end of data, and :attr:`error` holds the reply to send after it.
+
+    Args:
+        size_limit: the most message bytes (as sent, before un-stuffing) to
+            accept; ``None`` or ``0`` for no limit.
+        line_limit: the longest line, in octets including its ``CRLF``;
+            ``None`` or ``0`` for no limit.
+    """
+
+    __slots__ = (
+        "_line",
+        "_skip",
+        "_tail",
+        "chunks",
+        "done",
+        "error",
+        "line_limit",
+        "size",
+        "size_limit",
+    )
+
+    def __init__(self, size_limit: int | None = None, line_limit: int | None = 1001) -> None:
+        self.size_limit = size_limit or 0
+        self.line_limit = line_limit or 0
+        #: Decoded pieces of the message not yet taken.
+        self.chunks: list[bytes] = []
+        #: Message bytes seen so far, as sent.
+        self.size = 0
+        #: The reply to send at the end of data when a limit was exceeded.
+        self.error: str | None = None
+        #: True once ``<CRLF>.<CRLF>`` was seen.
+        self.done = False
+        # Bytes held back because they may start a marker; starts as the
+        # virtual CRLF before the first line.
+        self._tail = _UNSTUFFED
+        # How many leading bytes of the next segment are the virtual CRLF.
+        self._skip = 2
+        # Length of the current, unfinished line.
+        self._line = 0
+
+    def feed(self, data: bytes | bytearray | memoryview) -> int:
+        """Consume the next piece of the transfer.
+
+        Returns:
+            ``-1`` when all of ``data`` was consumed and the end of data has
+            not been seen yet; otherwise the index in ``data`` just past the
+            ``<CRLF>.<CRLF>`` marker (bytes from there on are the client's
+            next commands).
+
+        Raises:
+            RuntimeError: when called after the end of data.
+        """
+        if self.done:
+            raise RuntimeError("DataDecoder.feed() called after the end of data")
+        tail = self._tail
+        work = tail + data
+        end = work.find(END_OF_DATA)
+        if end >= 0:
+            self._emit(work, end + 2)
+            self.done = True
+            self._tail = b""
+            return end + 5 - len(tail)
+        # The last four bytes may be the start of a marker: hold them back.
+        cut = len(work) - 4
+        # Never split a stuffed "CRLF ." between two segments.
+        if cut > 0 and work[cut - 1] == _CR:
+            cut -= 1
+        elif work[cut - 2 : cut] == _UNSTUFFED:
+            cut -= 2
+        if cut <= self._skip:
+            self._tail = work
+            return -1
+        self._emit(work, cut)
+        self._tail = work[cut:]
+        return -1
+
+    def take(self) -> bytes:
+        """Return and forget the content decoded so far."""
+        chunks = self.chunks
+        if not chunks:
+            return b""
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        return data
+
+    @property
+    def pending(self) -> int:
+        """Number of decoded bytes waiting in :attr:`chunks`."""
+        return sum(map(len, self.chunks))
+
+    def _emit(self, work: bytes, stop: int) -> None:
+        skip = self._skip
+        self._skip = 0
+        self.size += stop - skip
+        if self.error is not None:
+            return
+        if self.size_limit and self.size > self.size_limit:
+            self._fail(TOO_MUCH_DATA)
+            return
+        if self.line_limit and self._line_too_long(work, skip, stop):
+            self._fail(LINE_TOO_LONG)
+            return
+        segment = work[:stop].replace(_STUFFED, _UNSTUFFED)
+        if skip:
+            segment = segment[skip:]
+        if segment:
+            self.chunks.append(segment)
+
+    def _line_too_long(self, work: bytes, start: int, stop: int) -> bool:
+        limit = self.line_limit
+        if self._line + stop - start <= limit:
+            last_lf = work.rfind(b"\n", start, stop)
+            self._line = self._line + stop - start if last_lf < 0 else stop - last_lf - 1
+            return False
+        lines = work[start:stop].split(b"\n")
+        # Every piece but the last ended with an LF, which counts too.
+        if self._line + len(lines[0]) + 1 > limit and len(lines) > 1:
+            return True
+        if len(lines) > 2 and max(map(len, lines[1:-1])) + 1 > limit:
+            return True
+        self._line = (self._line if len(lines) == 1 else 0) + len(lines[-1])
+        return self._line > limit
+
+    def _fail(self, reply: str) -> None:
+        self.error = reply
+        self.chunks.clear()

@@ -1,0 +1,330 @@
+"""The AUTH command (RFC 4954) and the built-in PLAIN and LOGIN mechanisms.
+
+This is a mixin of :class:`smtpkit.smtp.SMTP`; it relies on the server's
+``push``, ``_readline``, ``session``, ``envelope`` and ``_close``.
+
+A mechanism is a coroutine ``auth_<NAME>(server, args)`` found on the SMTP
+class or on the handler (the handler's wins), named by the method name or by
+:func:`auth_mechanism`. It returns an :class:`AuthResult` (or, in the older
+style, ``None`` when it already replied, ``MISSING``/``False`` for bad
+credentials and anything else for success).
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import inspect
+import logging
+import re
+import warnings
+from base64 import b64decode, b64encode
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from .._syntax import syntax
+from ._types import AuthResult, LoginPassword
+
+if TYPE_CHECKING:
+    from .._session import Envelope, Session
+    from ..smtp import SMTP
+
+log = logging.getLogger("smtpkit.smtp")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+AUTH_SUCCESS = "235 2.7.0 Authentication successful"
+AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
+_VALID_NAME = re.compile(r"[A-Z0-9_-]+")
+
+
+class _Missing(enum.Enum):
+    MISSING = object()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+#: Returned by hooks lookups and ``challenge_auth`` when there is nothing.
+MISSING = _Missing.MISSING
+
+AuthenticatorType = Callable[["SMTP", "Session", "Envelope", str, Any], AuthResult]
+AuthCallbackType = Callable[[str, bytes, bytes], bool]
+
+
+def auth_mechanism(actual_name: str) -> Callable[[_F], _F]:
+    """Name the AUTH mechanism an ``auth_*`` method implements.
+
+    Raises:
+        ValueError: the name has characters other than ``A-Z 0-9 _ -``.
+    """
+    name = actual_name.upper()
+    if not _VALID_NAME.fullmatch(name):
+        raise ValueError(
+            f"Invalid AUTH mechanism name: {actual_name!r} (expected A-Z, 0-9, '_' and '-')"
+        )
+
+    def decorator(func: _F) -> _F:
+        func.__auth_mechanism_name__ = name  # type: ignore[attr-defined]
+        return func
+
+    return decorator
+
+
+def login_always_fail(mechanism: str, login: bytes, password: bytes) -> bool:
+    """The default ``auth_callback``: nobody gets in."""
+    return False
+
+
+class _Mechanism(NamedTuple):
+    attribute: str
+    on_handler: bool
+
+
+_mechanism_cache: dict[tuple[type, type], dict[str, _Mechanism]] = {}
+
+
+def _mechanisms_of(server_cls: type, handler_cls: type) -> dict[str, _Mechanism]:
+    """The AUTH mechanisms of a server class and a handler class (cached)."""
+    found = _mechanism_cache.get((server_cls, handler_cls))
+    if found is not None:
+        return found
+    found = _mechanism_cache[server_cls, handler_cls] = {}
+    for cls, on_handler in ((server_cls, False), (handler_cls, True)):
+        for attribute in dir(cls):
+            if not attribute.startswith("auth_"):
+                continue
+            func = getattr(cls, attribute)
+            if not callable(func):
+                continue
+            name = getattr(func, "__auth_mechanism_name__", attribute[5:].replace("__", "-"))
+            found[name] = _Mechanism(attribute, on_handler)
+    return found
+
+
+class AuthCommands:
+    """The AUTH half of the SMTP class."""
+
+    if TYPE_CHECKING:
+        session: Session | None
+        envelope: Envelope | None
+        event_handler: Any
+        _tls_active: bool
+        _replies_sent: int
+
+        async def push(self, status: Any) -> None: ...
+        async def _readline(self, limit: int = ...) -> Any: ...
+        def _close(self) -> None: ...
+        async def _call_handler_hook(self, command: str, *args: Any) -> Any: ...
+        async def check_helo_needed(self, helo: str = ...) -> bool: ...
+
+    max_auth_failures: int
+    AuthLoginUsernameChallenge: str
+    AuthLoginPasswordChallenge: str
+
+    def _init_auth(
+        self,
+        *,
+        auth_required: bool,
+        auth_require_tls: bool,
+        auth_exclude_mechanism: Iterable[str] | None,
+        auth_callback: AuthCallbackType | None,
+        authenticator: AuthenticatorType | None,
+    ) -> None:
+        self._auth_required = auth_required
+        self._auth_require_tls = auth_require_tls
+        if auth_required and not auth_require_tls:
+            warnings.warn(
+                "auth_required=True with auth_require_tls=False lets clients send "
+                "passwords in clear text",
+                stacklevel=4,
+            )
+        if authenticator is not None:
+            self._authenticator: AuthenticatorType | None = authenticator
+            self._auth_callback: AuthCallbackType | None = None
+        else:
+            if auth_callback is not None:
+                warnings.warn(
+                    "auth_callback is deprecated; use authenticator",
+                    DeprecationWarning,
+                    stacklevel=4,
+                )
+            self._authenticator = None
+            self._auth_callback = auth_callback or login_always_fail
+        table = _mechanisms_of(type(self), type(self.event_handler))
+        excluded = {name.upper() for name in auth_exclude_mechanism or ()}
+        self._auth_methods = {name: m for name, m in table.items() if name not in excluded}
+        self._auth_failures = 0
+
+    def _advertised_mechanisms(self) -> list[str]:
+        if self._auth_require_tls and not self._tls_active:
+            return []
+        return sorted(self._auth_methods)
+
+    @syntax("AUTH <mechanism>")
+    async def smtp_AUTH(self, arg: str | None) -> None:
+        if await self.check_helo_needed("EHLO"):
+            return
+        assert self.session is not None and self.envelope is not None
+        reply = self._auth_refusal(arg)
+        if reply is not None:
+            await self.push(reply)
+            return
+        assert arg is not None
+        args = arg.split()
+        before = self._replies_sent
+        status = await self._call_handler_hook("AUTH", args)
+        if status is MISSING:
+            mechanism = self._auth_methods[args[0].upper()]
+            owner = self.event_handler if mechanism.on_handler else self
+            result = await getattr(owner, mechanism.attribute)(self, args)
+            status = self._auth_status(result)
+            if status is None and self._replies_sent == before:
+                # The mechanism claimed to have replied but sent nothing.
+                status = AUTH_INVALID
+        if status is not None:
+            await self.push(status)
+        if not self.session.authenticated and status != AUTH_SUCCESS:
+            await self._count_auth_failure()
+
+    def _auth_refusal(self, arg: str | None) -> str | None:
+        """The reply refusing this AUTH command before any exchange, or None."""
+        assert self.session is not None and self.envelope is not None
+        if not self.session.extended_smtp:
+            return "500 Error: command 'AUTH' not recognized"
+        if self._auth_require_tls and not self._tls_active:
+            return "538 5.7.11 Encryption required for requested authentication mechanism"
+        if self.session.authenticated:
+            return "503 Already authenticated"
+        if self.envelope.mail_from:
+            # RFC 4954 §4: not permitted during a mail transaction.
+            return "503 5.5.1 Error: AUTH not permitted during a mail transaction"
+        if not arg:
+            return "501 Not enough value"
+        args = arg.split()
+        if len(args) > 2:
+            return "501 Too many values"
+        if args[0].upper() not in self._auth_methods:
+            return "504 5.5.4 Unrecognized authentication type"
+        return None
+
+    def _auth_status(self, result: Any) -> str | None:
+        """Record the outcome of a mechanism; return the reply to send, if any."""
+        assert self.session is not None
+        if isinstance(result, AuthResult):
+            if result.success:
+                self.session.authenticated = True
+                self.session.auth_data = result.auth_data
+                self.session._login_data = getattr(result.auth_data, "login", None)
+                return result.message or AUTH_SUCCESS
+            if result.handled:
+                return None
+            return result.message or AUTH_INVALID
+        if result is None:
+            return None
+        if result is MISSING or result is False:
+            return AUTH_INVALID
+        self.session.authenticated = True
+        self.session._login_data = result
+        return AUTH_SUCCESS
+
+    async def _count_auth_failure(self) -> None:
+        self._auth_failures += 1
+        if self.max_auth_failures and self._auth_failures >= self.max_auth_failures:
+            await self.push("421 4.7.0 Too many failed authentication attempts, goodbye")
+            self._close()
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> _Missing | bytes:
+        """Send a ``334`` challenge and return the client's decoded answer.
+
+        Args:
+            challenge: the challenge, without the ``334`` prefix.
+            encode_to_b64: base64-encode ``challenge`` before sending it.
+            log_client_response: log the raw answer at DEBUG. It may contain
+                credentials: leave it off outside debugging.
+
+        Returns:
+            The base64-decoded answer, or ``MISSING`` when the client sent
+            ``*`` (abort) or something that is not base64 (the error reply
+            has then been sent).
+        """
+        raw = challenge.encode() if isinstance(challenge, str) else challenge
+        await self.push(b"334 " + (b64encode(raw) if encode_to_b64 else raw))
+        line = await self._readline()
+        if not isinstance(line, bytes):
+            await self.push(AUTH_LINE_TOO_LONG)
+            return MISSING
+        if log_client_response:
+            warnings.warn("AUTH exchange logging is on: credentials may be logged", stacklevel=2)
+            log.debug("%r AUTH response: %r", self.session.peer if self.session else None, line)
+        blob = line.strip()
+        if blob == b"*":
+            await self.push("501 5.7.0 Auth aborted")
+            return MISSING
+        try:
+            return b64decode(blob, validate=True)
+        except binascii.Error:
+            await self.push("501 5.5.2 Can't decode base64")
+            return MISSING
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        assert self.session is not None and self.envelope is not None
+        if self._authenticator is not None:
+            server: Any = self
+            result = self._authenticator(server, self.session, self.envelope, mechanism, auth_data)
+            if inspect.isawaitable(result):
+                raise TypeError(
+                    "authenticator must be a plain function; use an AUTH hook for async work"
+                )
+            return result
+        assert self._auth_callback is not None and isinstance(auth_data, LoginPassword)
+        if self._auth_callback(mechanism, *auth_data):
+            return AuthResult(success=True, handled=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False)
+
+    async def _decode_initial(self, args: list[str]) -> bytes | None:
+        try:
+            return b64decode(args[1].encode(), validate=True)
+        except (binascii.Error, ValueError):
+            await self.push("501 5.5.2 Can't decode base64")
+            return None
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            data = await self.challenge_auth("")
+            if data is MISSING:
+                return AuthResult(success=False)
+        else:
+            initial = await self._decode_initial(args)
+            if initial is None:
+                return AuthResult(success=False)
+            data = initial
+        assert isinstance(data, bytes)
+        # RFC 4616: [authzid] NUL authcid NUL passwd
+        parts = data.split(b"\x00")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False)
+        return self._authenticate("PLAIN", LoginPassword(parts[1], parts[2]))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await self.challenge_auth(self.AuthLoginUsernameChallenge)
+            if login is MISSING:
+                return AuthResult(success=False)
+        else:
+            initial = await self._decode_initial(args)
+            if initial is None:
+                return AuthResult(success=False)
+            login = initial
+        password = await self.challenge_auth(self.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False)
+        assert isinstance(login, bytes) and isinstance(password, bytes)
+        return self._authenticate("LOGIN", LoginPassword(login, password))
