@@ -1,0 +1,481 @@
+"""The commands of RFC 5321 and RFC 3207 (STARTTLS), as ``smtp_<VERB>`` methods."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import ssl
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from ._connection import Connection, _ssl_info
+from ._data import DataDecoder
+from ._grammar import GrammarError, parse_params, parse_path, strip_keyword
+from ._syntax import syntax
+from .auth._command import MISSING
+
+log = logging.getLogger("smtpkit.smtp")
+
+
+class Commands(Connection):
+    """The ``smtp_<VERB>`` methods of :class:`smtpkit.smtp.SMTP`."""
+
+    data_size_limit: int | None
+    max_recipients: int
+    line_length_limit: int
+    local_part_limit: int
+    tls_handshake_timeout: float
+    _decode_data: bool
+
+    def _advertised_mechanisms(self) -> list[str]:
+        return []
+
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str | None) -> None:
+        if not hostname:
+            await self.push("501 Syntax: HELO hostname")
+            return
+        assert self.session is not None
+        self._set_rset_state()
+        self.session.extended_smtp = False
+        status = await self._call_handler_hook("HELO", hostname)
+        if status is MISSING:
+            self.session.host_name = hostname
+            status = f"250 {self.hostname}"
+        await self.push(status)
+
+    def _ehlo_lines(self) -> list[str]:
+        lines = [f"250-{self.hostname}"]
+        if self.data_size_limit:
+            lines.append(f"250-SIZE {self.data_size_limit}")
+        if not self._decode_data:
+            lines.append("250-8BITMIME")
+        if self.enable_SMTPUTF8:
+            lines.append("250-SMTPUTF8")
+        lines.append("250-PIPELINING")
+        if self.tls_context and not self._tls_active:
+            lines.append("250-STARTTLS")
+        mechanisms = self._advertised_mechanisms()
+        if mechanisms:
+            lines.append("250-AUTH " + " ".join(mechanisms))
+        return lines
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str | None) -> None:
+        if not hostname:
+            await self.push("501 Syntax: EHLO hostname")
+            return
+        assert self.session is not None
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        responses = self._ehlo_lines()
+        if hasattr(self, "ehlo_hook"):
+            warnings.warn(
+                "Use handler.handle_EHLO() instead of .ehlo_hook()",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            for line in responses:
+                await self.push(line)
+            responses = []
+            await self.ehlo_hook()
+        hook = self._hook("EHLO")
+        if hook is None:
+            self.session.host_name = hostname
+            responses.append("250 HELP")
+        elif _ehlo_hook_version(hook) == 4:
+            # Deprecated form: replies so far go out, the hook sends the last.
+            for line in responses:
+                await self.push(line)
+            responses = [await self._call_handler_hook("EHLO", hostname)]
+        else:
+            responses.append("250 HELP")
+            responses = await self._call_handler_hook("EHLO", hostname, responses)
+        for line in responses:
+            await self.push(line)
+
+    @syntax("NOOP [ignored]")
+    async def smtp_NOOP(self, arg: str | None) -> None:
+        status = await self._call_handler_hook("NOOP", arg)
+        await self.push("250 OK" if status is MISSING else status)
+
+    @syntax("QUIT")
+    async def smtp_QUIT(self, arg: str | None) -> None:
+        if arg:
+            await self.push("501 Syntax: QUIT")
+            return
+        status = await self._call_handler_hook("QUIT")
+        await self.push("221 Bye" if status is MISSING else status)
+        self._close()
+
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str | None) -> None:
+        if arg:
+            await self.push("501 Syntax: STARTTLS")
+            return
+        if not self.tls_context:
+            await self.push("454 TLS not available")
+            return
+        if self._tls_active:
+            await self.push("554 5.5.1 Error: TLS already active")
+            return
+        await self._start_tls()
+
+    async def _start_tls(self) -> None:
+        assert self.tls_context is not None and self.session is not None
+        self._write_now("220 Ready to start TLS")
+        # RFC 3207 §4.2 and CVE-2011-0411: whatever the client pipelined
+        # after STARTTLS in plaintext is thrown away, never executed.
+        self._buf.clear()
+        old = self.transport
+        assert old is not None
+        try:
+            new = await self.loop.start_tls(
+                old,
+                self,
+                self.tls_context,
+                server_side=True,
+                ssl_handshake_timeout=self.tls_handshake_timeout,
+            )
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as error:
+            log.info("%r TLS handshake failed: %s", self.session.peer, error)
+            self._closing = True
+            old.abort()  # type: ignore[attr-defined]
+            raise ConnectionResetError("TLS handshake failed") from error
+        if new is None or self._closing:
+            raise ConnectionResetError("connection closed during the TLS handshake")
+        self.transport = new
+        self._transport = new
+        self._buf.clear()
+        # RFC 3207 §4.2: forget everything learnt before TLS.
+        peer, proxy_data = self.session.peer, self.session.proxy_data
+        session = self.session = self._create_session()
+        session.peer, session.proxy_data = peer, proxy_data
+        session.ssl = _ssl_info(new)
+        self._set_rset_state()
+        self._tls_active = True
+        hook = self._hook("STARTTLS")
+        if hook is not None:
+            okay = hook(self, session, self.envelope)
+            if inspect.isawaitable(okay):
+                okay = await okay
+            self._tls_handshake_okay = bool(okay)
+
+    @syntax("HELP [command]")
+    async def smtp_HELP(self, arg: str | None) -> None:
+        if await self.check_auth_needed("HELP"):
+            return
+        code = 250
+        if arg:
+            method = self._verbs.get(arg.upper())
+            if method is not None and self._syntax_available(method):
+                assert self.session is not None
+                text = method.__smtp_syntax__  # type: ignore[attr-defined]
+                extended = method.__smtp_syntax_extended__  # type: ignore[attr-defined]
+                if self.session.extended_smtp and extended:
+                    text += extended
+                await self.push(f"250 Syntax: {text}")
+                return
+            code = 501
+        commands = sorted(
+            name for name, method in self._verbs.items() if self._syntax_available(method)
+        )
+        await self.push(f"{code} Supported commands: {' '.join(commands)}")
+
+    def _syntax_available(self, method: Callable[..., Any]) -> bool:
+        if not hasattr(method, "__smtp_syntax__"):
+            return False
+        when = getattr(method, "__smtp_syntax_when__", None)
+        return bool(getattr(self, when)) if when else True
+
+    @syntax("VRFY <address>")
+    async def smtp_VRFY(self, arg: str | None) -> None:
+        if await self.check_auth_needed("VRFY"):
+            return
+        if not arg:
+            await self.push("501 Syntax: VRFY <address>")
+            return
+        try:
+            address, _ = parse_path(arg, local_part_limit=self.local_part_limit)
+        except GrammarError:
+            await self.push(f"502 Could not VRFY {arg}")
+            return
+        status = await self._call_handler_hook("VRFY", address)
+        await self.push(
+            "252 Cannot VRFY user, but will accept message and attempt delivery"
+            if status is MISSING
+            else status
+        )
+
+    def _path_and_params(
+        self, keyword: str, arg: str | None, *, allow_null: bool
+    ) -> tuple[str, list[str]] | str:
+        """Parse ``FROM:<path> params`` / ``TO:<path> params``.
+
+        Returns ``(address, options)`` or the reply to send.
+        """
+        assert self.session is not None
+        syntax_error = f"501 Syntax: {'MAIL FROM' if keyword == 'FROM:' else 'RCPT TO'}: <address>"
+        if self.session.extended_smtp:
+            syntax_error += " [SP <mail-parameters>]"
+        rest = strip_keyword(keyword, arg) if arg is not None else None
+        if rest is None:
+            return syntax_error
+        try:
+            address, params = parse_path(
+                rest, local_part_limit=self.local_part_limit, allow_null=allow_null
+            )
+        except GrammarError as error:
+            return error.reply
+        if not address or (params and not self.session.extended_smtp):
+            return syntax_error
+        options = params.upper().split()
+        if parse_params(options) is None:
+            return syntax_error
+        return address, options
+
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("MAIL"):
+            return
+        assert self.envelope is not None
+        parsed = self._path_and_params("FROM:", arg, allow_null=True)
+        if isinstance(parsed, str):
+            await self.push(parsed)
+            return
+        address, options = parsed
+        if self.envelope.mail_from:
+            await self.push("503 Error: nested MAIL command")
+            return
+        error = self._check_mail_params(options)
+        if error:
+            await self.push(error)
+            return
+        status = await self._call_handler_hook("MAIL", address, options)
+        if status is MISSING:
+            self.envelope.mail_from = address
+            self.envelope.mail_options.extend(options)
+            status = "250 OK"
+        await self.push(status)
+
+    def _check_mail_params(self, options: list[str]) -> str | None:
+        """Validate MAIL's ESMTP parameters; return the error reply, if any."""
+        assert self.session is not None and self.envelope is not None
+        params = parse_params(options)
+        assert params is not None
+        syntax_error = "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]"
+        if not self._decode_data:
+            body = params.pop("BODY", "7BIT")
+            if body not in ("7BIT", "8BITMIME"):
+                return "501 Error: BODY can only be one of 7BIT, 8BITMIME"
+        smtputf8 = params.pop("SMTPUTF8", False)
+        if not isinstance(smtputf8, bool):
+            return "501 Error: SMTPUTF8 takes no arguments"
+        if smtputf8 and not self.enable_SMTPUTF8:
+            return "501 Error: SMTPUTF8 disabled"
+        self.envelope.smtp_utf8 = smtputf8
+        size = params.pop("SIZE", None)
+        if size is not None:
+            if isinstance(size, bool) or not size.isdigit():
+                return syntax_error
+            if self.data_size_limit and int(size) > self.data_size_limit:
+                return "552 Error: message size exceeds fixed maximum message size"
+        if params:
+            return "555 MAIL FROM parameters not recognized or not implemented"
+        return None
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("RCPT"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.mail_from:
+            await self.push("503 Error: need MAIL command")
+            return
+        parsed = self._path_and_params("TO:", arg, allow_null=False)
+        if isinstance(parsed, str):
+            await self.push(parsed)
+            return
+        address, options = parsed
+        if options:
+            await self.push("555 RCPT TO parameters not recognized or not implemented")
+            return
+        if len(self.envelope.rcpt_tos) >= self.max_recipients:
+            await self.push("452 4.5.3 Error: too many recipients")
+            return
+        status = await self._call_handler_hook("RCPT", address, options)
+        if status is MISSING:
+            self.envelope.rcpt_tos.append(address)
+            self.envelope.rcpt_options.extend(options)
+            status = "250 OK"
+        await self.push(status)
+
+    @syntax("RSET")
+    async def smtp_RSET(self, arg: str | None) -> None:
+        if arg:
+            await self.push("501 Syntax: RSET")
+            return
+        self._set_rset_state()
+        if hasattr(self, "rset_hook"):
+            warnings.warn(
+                "Use handler.handle_RSET() instead of .rset_hook()",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            await self.rset_hook()
+        status = await self._call_handler_hook("RSET")
+        await self.push("250 OK" if status is MISSING else status)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str | None) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            error = await self._receive_data()
+            if error is not None:
+                await self.push(error)
+                return
+            status = await self._deliver()
+        finally:
+            self._set_post_data_state()
+        await self.push(status)
+
+    async def _receive_data(self) -> str | None:
+        """Read the message into the envelope; return an error reply or None."""
+        assert self.envelope is not None
+        decoder = DataDecoder(self.data_size_limit, self.line_length_limit)
+        stream = self._hook("DATA_CHUNK")
+        self._streaming = stream is not None
+        failure: Exception | None = None
+        try:
+            if self._buf:
+                end = decoder.feed(bytes(self._buf))
+                if end < 0:
+                    self._buf.clear()
+                else:
+                    del self._buf[:end]
+            self._data_started = self._last_activity = self.loop.time()
+            while True:
+                if (
+                    stream is not None
+                    and decoder.chunks
+                    and decoder.error is None
+                    and failure is None
+                ):
+                    failure = await self._stream_chunk(stream, decoder.take())
+                if decoder.done:
+                    break
+                self._decoder = decoder
+                await self._wait_for_input()
+        except ConnectionError:
+            if stream is not None:
+                await self._data_abort("connection lost")
+            raise
+        finally:
+            self._decoder = None
+            self._streaming = False
+        if decoder.error is not None:
+            if stream is not None:
+                await self._data_abort(decoder.error)
+            return decoder.error
+        if failure is not None:
+            await self._data_abort("the handler failed")
+            return await self.handle_exception(failure)
+        if stream is None:
+            return self._set_content(decoder.take())
+        return None
+
+    async def _stream_chunk(self, stream: Callable[..., Any], chunk: bytes) -> Exception | None:
+        try:
+            result = stream(self, self.session, self.envelope, chunk)
+            if inspect.isawaitable(result):
+                await result
+        except ConnectionError:
+            raise
+        except Exception as error:
+            return error
+        finally:
+            self._resume_reading()
+        return None
+
+    async def _data_abort(self, reason: str) -> None:
+        hook = self._hook("DATA_ABORT")
+        if hook is None:
+            return
+        try:
+            result = hook(self, self.session, self.envelope, reason)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("handle_DATA_ABORT raised")
+
+    def _set_content(self, original: bytes) -> str | None:
+        assert self.envelope is not None
+        content: bytes | str = original
+        if self._decode_data:
+            if self.enable_SMTPUTF8:
+                content = original.decode("utf-8", errors="surrogateescape")
+            else:
+                try:
+                    content = original.decode("ascii")
+                except UnicodeDecodeError:
+                    return "500 Error: strict ASCII mode"
+        self.envelope.content = content
+        self.envelope.original_content = original
+        return None
+
+    async def _deliver(self) -> Any:
+        """Give the received message to the handler; return the DATA reply."""
+        if self._hook("DATA") is not None:
+            status = await self._call_handler_hook("DATA")
+            return "250 OK" if status is MISSING else status
+        process = getattr(self.event_handler, "process_message", None)
+        if process is None:
+            return "250 OK"
+        warnings.warn(
+            "Use handler.handle_DATA() instead of .process_message()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        assert self.session is not None and self.envelope is not None
+        envelope = self.envelope
+        status = process(self.session.peer, envelope.mail_from, envelope.rcpt_tos, envelope.content)
+        if inspect.isawaitable(status):
+            status = await status
+        return "250 OK" if status is None else status
+
+    async def smtp_EXPN(self, arg: str | None) -> None:
+        await self.push("502 EXPN not implemented")
+
+
+@functools.lru_cache(maxsize=256)
+def _ehlo_hook_version_of(func: Callable[..., Any], bound: bool) -> int:
+    count: int = len(inspect.signature(func).parameters) - bound
+    if count == 4:
+        warnings.warn(
+            "Use the 5-argument handle_EHLO(server, session, envelope, hostname, responses) hook; "
+            "the 4-argument form is deprecated",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+    elif count != 5:
+        raise RuntimeError(f"Unsupported handle_EHLO signature: {count} parameters (expected 5)")
+    return count
+
+
+def _ehlo_hook_version(hook: Callable[..., Any]) -> int:
+    func = getattr(hook, "__func__", None)
+    if func is None:
+        return _ehlo_hook_version_of(hook, False)
+    return _ehlo_hook_version_of(func, True)

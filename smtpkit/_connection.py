@@ -1,0 +1,634 @@
+"""The I/O shell of the SMTP protocol: buffering, replies, timers, dispatch.
+
+How a connection runs:
+
+* ``data_received`` appends to one input buffer. When no command is being
+  handled, it starts a short-lived task that handles every complete line in
+  the buffer, in order, and ends when no complete line is left. An idle
+  connection therefore holds no task.
+* Replies are collected by :meth:`Connection.push` and written in one go
+  whenever the server is about to wait for the client (RFC 2920 §3.2 lets a
+  server batch the replies to pipelined commands).
+* During DATA, ``data_received`` feeds the decoder directly, so message bytes
+  are never copied into the command buffer.
+* One timer per connection: activity only records a timestamp, and the timer
+  re-arms itself for the remaining time when it fires early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, AnyStr
+
+from ._data import DataDecoder
+from ._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
+from ._session import Envelope, Session
+from .auth._command import MISSING, _Missing
+
+log = logging.getLogger("smtpkit.smtp")
+
+# RFC 4954 §4: AUTH command lines and responses may be up to 12288 octets.
+AUTH_LINE_LIMIT = 12288
+
+# Input and output buffering: stop reading from a client whose unprocessed
+# input, or unsent output, passes the high mark.
+_INPUT_HIGH = 256 * 1024
+_INPUT_LOW = 64 * 1024
+_OUTPUT_FLUSH = 64 * 1024
+_STREAM_HIGH = 1024 * 1024
+
+INTERNAL_ERROR = "451 4.3.0 Requested action aborted: local error in processing"
+LINE_TOO_LONG = "500 Command line too long"
+AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
+ALLOWED_BEFORE_STARTTLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})
+
+
+_NOT_COUNTED = object()
+
+
+class _TooLong:
+    """Marks a line that was longer than the limit and was thrown away."""
+
+
+_TOO_LONG = _TooLong()
+
+
+def _ssl_info(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    return {
+        "ssl_object": ssl_object,
+        "peercert": transport.get_extra_info("peercert"),
+        "cipher": transport.get_extra_info("cipher"),
+        "compression": transport.get_extra_info("compression"),
+    }
+
+
+class Connection(asyncio.StreamReaderProtocol):
+    """The transport-facing half of :class:`smtpkit.smtp.SMTP`."""
+
+    # Settings, filled in by SMTP.__init__.
+    loop: asyncio.AbstractEventLoop
+    event_handler: Any
+    hostname: str
+    enable_SMTPUTF8: bool
+    tls_context: ssl.SSLContext | None
+    require_starttls: bool
+    command_size_limit: int
+    command_size_limits: dict[str, int]
+    data_min_rate: int
+    data_rate_window: float
+    proxy_trusted_networks: Iterable[str] = ()
+    _timeout_duration: float
+    _proxy_timeout: float | None
+    _read_limit: int
+    _call_limits: dict[str, int] | None
+    _verbs: dict[str, Callable[..., Awaitable[None]]]
+    _auth_required: bool
+    __ident__: str
+    # Per-connection state, filled in by SMTP.__init__.
+    session: Session | None
+    envelope: Envelope | None
+    transport: asyncio.BaseTransport | None
+    _buf: bytearray
+    _out: list[bytes]
+    _out_size: int
+    _runner: asyncio.Task[None] | None
+    _waiter: asyncio.Future[None] | None
+    _decoder: DataDecoder | None
+    _streaming: bool
+    _discarding: bool
+    _closing: bool
+    _eof: bool
+    _reading_paused: bool
+    _write_paused: bool
+    _drain_waiter: asyncio.Future[None] | None
+    _tls_active: bool
+    _tls_handshake_okay: bool
+    _timer: asyncio.TimerHandle | None
+    _last_activity: float
+    _data_started: float
+    _unknown_budget: int
+    _call_budget: dict[str, int] | None
+    _replies_sent: int
+    _proxy_done = True
+    _shutting_down = False
+    _counted_address: Any = _NOT_COUNTED
+    #: Shared by the connections of one server to cap their number.
+    connection_limiter: ConnectionLimiter | None = None
+
+    def _create_session(self) -> Session:
+        return Session(self.loop)
+
+    def _create_envelope(self) -> Envelope:
+        return Envelope()
+
+    def _set_post_data_state(self) -> None:
+        """Start a new transaction (after DATA, RSET, HELO/EHLO)."""
+        self.envelope = self._create_envelope()
+
+    def _set_rset_state(self) -> None:
+        self._set_post_data_state()
+
+    # ------------------------------------------------------------------
+    # asyncio protocol callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = transport
+        session = self.session = self._create_session()
+        session.peer = transport.get_extra_info("peername")
+        self._set_rset_state()
+        if self.connection_limiter is not None and not self._count_connection(session.peer):
+            self._closing = True
+            transport.write(TOO_MANY_CONNECTIONS.encode() + b"\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
+        info = _ssl_info(transport)
+        if info is not None:
+            # Implicit TLS: the listening socket already wrapped the connection.
+            self._tls_active = True
+            session.ssl = info
+        self._last_activity = self.loop.time()
+        if self._proxy_timeout is not None:
+            self._timer = self.loop.call_later(self._proxy_timeout, self._on_timer)
+            self._runner = self.loop.create_task(self._read_proxy_header())
+        else:
+            self._timer = self.loop.call_later(self._timeout_duration, self._on_timer)
+            self._greet()
+
+    def _count_connection(self, peer: Any) -> bool:
+        address = peer[0] if isinstance(peer, tuple) else None
+        assert self.connection_limiter is not None
+        if not self.connection_limiter.acquire(address):
+            log.warning("%r refused: too many connections", peer)
+            return False
+        self._counted_address = address
+        return True
+
+    def shutdown(self) -> None:
+        """Close this connection at the next point where no work is lost.
+
+        An idle connection gets ``421 4.3.2`` and is closed at once; one that
+        is handling a command (a DATA transfer, a slow hook) finishes it, sends
+        its reply, and is closed after that.
+        """
+        self._shutting_down = True
+        if self._runner is None or (self._waiter is not None and self._decoder is None):
+            self._say_goodbye()
+
+    def _say_goodbye(self) -> None:
+        if not self._closing and self.transport is not None:
+            self._write_now(f"421 4.3.2 {self.hostname} Service shutting down")
+            self._close()
+
+    def _greet(self) -> None:
+        self._write_now(f"220 {self.hostname} {self.__ident__}")
+
+    def data_received(self, data: bytes) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            self._feed_decoder(decoder, data)
+            return
+        buf = self._buf
+        buf += data
+        if self._waiter is not None:
+            self._wake()
+        elif self._runner is None:
+            self._runner = self.loop.create_task(self._run())
+        if len(buf) > _INPUT_HIGH and not self._reading_paused:
+            self._pause_reading()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(ConnectionResetError("client closed the connection"))
+        # Keep the socket open for writing until the pipelined commands
+        # already received are answered; _run closes it then.
+        return self._runner is not None and not self._tls_active
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(ConnectionResetError("connection lost"))
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(ConnectionResetError("connection lost"))
+        if self._decoder is not None:
+            self._decoder = None
+        if self._counted_address is not _NOT_COUNTED:
+            assert self.connection_limiter is not None
+            self.connection_limiter.release(self._counted_address)
+            self._counted_address = _NOT_COUNTED
+        super().connection_lost(exc)
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------------
+    # Input
+
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self._closing:
+            self._reading_paused = True
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self._closing:
+            self._reading_paused = False
+            self.transport.resume_reading()  # type: ignore[attr-defined]
+
+    def _next_line(self, limit: int) -> bytes | _TooLong | None:
+        """Take the next complete line off the buffer (without its LF).
+
+        Returns None when there is no complete line yet. A line longer than
+        ``limit`` is thrown away as it arrives, never buffered whole, and
+        reported as ``_TOO_LONG`` once its end is seen.
+        """
+        buf = self._buf
+        end = buf.find(b"\n")
+        if end < 0:
+            if len(buf) > limit:
+                self._discarding = True
+                buf.clear()
+            return None
+        if self._discarding or end > limit:
+            del buf[: end + 1]
+            self._discarding = False
+            return _TOO_LONG
+        line = bytes(buf[:end])
+        del buf[: end + 1]
+        if self._reading_paused and len(buf) < _INPUT_LOW:
+            self._resume_reading()
+        return line
+
+    async def _wait_for_input(self) -> None:
+        """Send what is pending and wait until the client sends more."""
+        self._flush()
+        if self._closing or self._eof:
+            raise ConnectionResetError("connection closed")
+        self._resume_reading()
+        waiter = self._waiter = self.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _readline(self, limit: int = AUTH_LINE_LIMIT) -> bytes | _TooLong:
+        """Read one line from inside a command (AUTH exchanges)."""
+        while True:
+            line = self._next_line(limit + 2)
+            if line is not None:
+                if isinstance(line, bytes) and line.endswith(b"\r"):
+                    line = line[:-1]
+                return line
+            await self._wait_for_input()
+
+    # ------------------------------------------------------------------
+    # Output
+
+    async def push(self, status: AnyStr) -> None:
+        """Send a reply line to the client (CRLF is added).
+
+        Args:
+            status: the reply; a str must be ASCII unless SMTPUTF8 is
+                enabled, in which case it is encoded as UTF-8.
+        """
+        if isinstance(status, str):
+            response = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        else:
+            response = bytes(status)
+        self._out.append(response + b"\r\n")
+        self._out_size += len(response) + 2
+        self._replies_sent += 1
+        if self._out_size >= _OUTPUT_FLUSH:
+            self._flush()
+        if self._write_paused:
+            await self._drain()
+
+    def _write_now(self, status: str) -> None:
+        self._out.append(status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n")
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        transport = self.transport
+        if transport is not None and not self._closing:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[attr-defined]
+        out.clear()
+        self._out_size = 0
+
+    async def _drain(self) -> None:
+        self._flush()
+        while self._write_paused and not self._closing:
+            waiter = self._drain_waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+
+    def _close(self) -> None:
+        """Send what is pending, then close the connection."""
+        self._flush()
+        if self.transport is not None and not self._closing:
+            self._closing = True
+            self.transport.close()
+
+    # ------------------------------------------------------------------
+    # Timeouts
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closing or self.transport is None:
+            return
+        now = self.loop.time()
+        if not self._proxy_done:
+            log.info("%r PROXY header timeout", self.session.peer if self.session else None)
+            self.transport.close()
+            return
+        if self._runner is not None and self._waiter is None:
+            # A command is being handled (a slow hook): that is not idling.
+            self._timer = self.loop.call_at(now + self._timeout_duration, self._on_timer)
+            return
+        if self._decoder is not None and self._data_too_slow(now):
+            return
+        expires = self._last_activity + self._timeout_duration
+        if now >= expires:
+            log.info("%r connection timeout", self.session.peer if self.session else None)
+            self._write_now(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
+            self._close()
+            return
+        next_check = expires
+        if self._decoder is not None:
+            next_check = min(expires, now + self.data_rate_window)
+        self._timer = self.loop.call_at(next_check, self._on_timer)
+
+    def _data_too_slow(self, now: float) -> bool:
+        decoder = self._decoder
+        assert decoder is not None
+        elapsed = now - self._data_started
+        if elapsed < self.data_rate_window or not self.data_min_rate:
+            return False
+        if decoder.size / elapsed >= self.data_min_rate:
+            return False
+        log.info(
+            "%r DATA slower than %s B/s",
+            self.session.peer if self.session else None,
+            self.data_min_rate,
+        )
+        self._write_now(f"421 4.4.2 {self.hostname} Error: data transfer too slow")
+        self._close()
+        return True
+
+    # ------------------------------------------------------------------
+    # The PROXY protocol header (before the greeting)
+
+    async def _read_proxy_header(self) -> None:
+        from . import proxy_protocol
+
+        self._proxy_done = False
+        assert self.session is not None
+        try:
+            while True:
+                try:
+                    parsed = proxy_protocol.parse_header(self._buf)
+                except proxy_protocol.ProxyError as error:
+                    log.warning("%r invalid PROXY header: %s", self.session.peer, error)
+                    self._close()
+                    return
+                if parsed is not None:
+                    break
+                await self._wait_for_input()
+            proxy_data, consumed = parsed
+            del self._buf[:consumed]
+            if not self._proxy_peer_trusted():
+                log.warning("%r sent a PROXY header but is not a trusted proxy", self.session.peer)
+                self._close()
+                return
+            self.session.proxy_data = proxy_data
+            status = await self._call_handler_hook("PROXY", proxy_data)
+            if (status is MISSING and not proxy_data.valid) or not status:
+                self._close()
+                return
+        except ConnectionError:
+            return
+        finally:
+            self._runner = None
+        self._proxy_done = True
+        self._last_activity = self.loop.time()
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_later(self._timeout_duration, self._on_timer)
+        self._greet()
+        if self._buf:
+            self._runner = self.loop.create_task(self._run())
+
+    def _proxy_peer_trusted(self) -> bool:
+        networks = tuple(self.proxy_trusted_networks or ())
+        if not networks:
+            return True
+        from .proxy_protocol import is_trusted
+
+        peer = self.session.peer if self.session is not None else None
+        host = peer[0] if isinstance(peer, tuple) else None
+        return host is not None and is_trusted(host, networks)
+
+    # ------------------------------------------------------------------
+    # The command loop
+
+    async def _run(self) -> None:
+        try:
+            while not self._closing:
+                line = self._next_line(self._read_limit)
+                if line is None:
+                    break
+                await self._dispatch(line)
+                if self._shutting_down:
+                    self._say_goodbye()
+        except ConnectionError:
+            pass
+        finally:
+            self._runner = None
+            self._flush()
+            if self._shutting_down:
+                self._say_goodbye()
+            elif self._eof and not self._closing and self.transport is not None:
+                self._close()
+
+    async def _dispatch(self, line: bytes | _TooLong) -> None:
+        if isinstance(line, _TooLong):
+            await self.push(LINE_TOO_LONG)
+            return
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            await self.push("500 Error: bad syntax")
+            return
+        if b"\x00" in line or b"\r" in line:
+            await self.push("501 5.5.2 Syntax error: NUL or bare CR in command")
+            return
+        verb_bytes, _, arg_bytes = line.partition(b" ")
+        try:
+            verb = verb_bytes.decode("ascii").upper()
+        except UnicodeDecodeError:
+            await self.push("500 Error: bad syntax")
+            return
+        arg = await self._decode_arg(arg_bytes.strip())
+        if arg is MISSING:
+            return
+        assert self.session is not None
+        limit = (
+            self.command_size_limits.get(verb, self.command_size_limit)
+            if self.session.extended_smtp
+            else self.command_size_limit
+        )
+        if len(line) > limit:
+            await self.push(AUTH_LINE_TOO_LONG if verb == "AUTH" else LINE_TOO_LONG)
+            return
+        if not await self._allowed(verb):
+            return
+        method = self._verbs.get(verb)
+        if method is None:
+            await self._unknown(verb)
+            return
+        self._last_activity = self.loop.time()
+        try:
+            await method(self, arg)
+        except ConnectionError:
+            raise
+        except Exception as error:
+            await self.push(await self.handle_exception(error))
+
+    async def _decode_arg(self, arg_bytes: bytes) -> str | _Missing | None:
+        if not arg_bytes:
+            return None
+        try:
+            return arg_bytes.decode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        except UnicodeDecodeError:
+            if self.enable_SMTPUTF8:
+                await self.push("500 5.5.2 Error: invalid UTF-8 in command")
+            else:
+                await self.push("500 Error: strict ASCII mode")
+            return MISSING
+
+    async def _allowed(self, verb: str) -> bool:
+        """Apply the TLS policy and call limits before running a command."""
+        if not self._tls_handshake_okay and verb != "QUIT":
+            await self.push("554 Command refused due to lack of security")
+            return False
+        if self.require_starttls and not self._tls_active and verb not in self._allowed_before_tls:
+            await self.push("530 Must issue a STARTTLS command first")
+            return False
+        if self._call_limits is not None:
+            budget = self._call_budget
+            if budget is None:
+                budget = self._call_budget = {}
+            used = budget.get(verb, 0) + 1
+            budget[verb] = used
+            if used > self._call_limits.get(verb, self._call_limits["*"]):
+                log.warning(
+                    "%r sent %s too many times", self.session.peer if self.session else None, verb
+                )
+                await self.push(f"421 4.7.0 {verb} sent too many times")
+                self._close()
+                return False
+        return True
+
+    _allowed_before_tls = ALLOWED_BEFORE_STARTTLS
+
+    async def _unknown(self, verb: str) -> None:
+        self._unknown_budget -= 1
+        if self._unknown_budget < 1:
+            await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
+            self._close()
+            return
+        await self.push(f'500 Error: command "{verb}" not recognized')
+
+    async def handle_exception(self, error: Exception) -> str:
+        """Turn an exception raised while handling a command into a reply.
+
+        The handler's ``handle_exception(error)`` decides when it has one;
+        otherwise the client gets ``451 4.3.0`` and the traceback goes to the
+        log. Exception text never reaches the client unless the handler puts
+        it there.
+        """
+        peer = self.session.peer if self.session is not None else None
+        log.error("%r error while handling a command", peer, exc_info=error)
+        hook = getattr(self.event_handler, "handle_exception", None)
+        if hook is None:
+            return INTERNAL_ERROR
+        try:
+            status = hook(error)
+            if inspect.isawaitable(status):
+                status = await status
+        except Exception:
+            log.exception("%r handle_exception() raised", peer)
+            return INTERNAL_ERROR
+        return status if isinstance(status, str) and status else INTERNAL_ERROR
+
+    # ------------------------------------------------------------------
+    # Handler hooks
+
+    def _hook(self, name: str) -> Callable[..., Any] | None:
+        hook: Callable[..., Any] | None = getattr(self.event_handler, "handle_" + name, None)
+        return hook
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        hook = self._hook(command)
+        if hook is None:
+            return MISSING
+        status = hook(self, self.session, self.envelope, *args)
+        if inspect.isawaitable(status):
+            status = await status
+        return status
+
+    async def check_helo_needed(self, helo: str = "HELO") -> bool:
+        """Reply ``503`` and return True when the client has not greeted yet."""
+        assert self.session is not None
+        if not self.session.host_name:
+            await self.push(f"503 Error: send {helo} first")
+            return True
+        return False
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        """Reply ``530`` and return True when AUTH is required and missing."""
+        assert self.session is not None
+        if self._auth_required and not self.session.authenticated:
+            await self.push("530 5.7.0 Authentication required")
+            return True
+        return False
+
+    def _feed_decoder(self, decoder: DataDecoder, data: bytes) -> None:
+        self._last_activity = self.loop.time()
+        end = decoder.feed(data)
+        if end >= 0:
+            self._decoder = None
+            if end < len(data):
+                self._buf += data[end:]
+            self._wake()
+        elif self._streaming and decoder.chunks:
+            self._wake()
+            if decoder.pending > _STREAM_HIGH:
+                self._pause_reading()

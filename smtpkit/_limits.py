@@ -1,0 +1,61 @@
+"""Connection counting shared by all connections of one server."""
+
+from __future__ import annotations
+
+__all__ = ["TOO_MANY_CONNECTIONS", "ConnectionLimiter"]
+
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+
+
+class ConnectionLimiter:
+    """Counts open connections, in all and per client address.
+
+    One instance is shared by every connection of a server (pass it to
+    ``SMTP(..., connection_limiter=limiter)``). A connection past either
+    maximum gets ``421 4.7.0`` and is closed; the ones already open are not
+    disturbed.
+
+    Args:
+        max_connections: the most connections at once; None for no limit.
+        max_per_ip: the most connections from one client address; None for
+            no limit.
+    """
+
+    __slots__ = ("_per_ip", "max_connections", "max_per_ip", "total")
+
+    def __init__(self, max_connections: int | None = None, max_per_ip: int | None = None) -> None:
+        for name, value in (("max_connections", max_connections), ("max_per_ip", max_per_ip)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(f"{name} must be a positive int or None, not {value!r}")
+        self.max_connections = max_connections
+        self.max_per_ip = max_per_ip
+        #: Connections open now.
+        self.total = 0
+        self._per_ip: dict[str, int] = {}
+
+    def acquire(self, address: str | None) -> bool:
+        """Count a new connection from ``address``; False when over a limit."""
+        if self.max_connections is not None and self.total >= self.max_connections:
+            return False
+        if address is not None and self.max_per_ip is not None:
+            if self._per_ip.get(address, 0) >= self.max_per_ip:
+                return False
+            self._per_ip[address] = self._per_ip.get(address, 0) + 1
+        self.total += 1
+        return True
+
+    def release(self, address: str | None) -> None:
+        """Forget a connection counted by :meth:`acquire`."""
+        self.total -= 1
+        if address is not None and self.max_per_ip is not None:
+            left = self._per_ip.get(address, 0) - 1
+            if left > 0:
+                self._per_ip[address] = left
+            else:
+                self._per_ip.pop(address, None)
+
+    def count(self, address: str) -> int:
+        """Connections open now from ``address``."""
+        return self._per_ip.get(address, 0)
