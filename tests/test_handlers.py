@@ -1,0 +1,423 @@
+"""End-to-end tests of the ready-made handlers, over real sockets with real clients."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import mailbox
+import smtplib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from email.message import Message as EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import pytest
+
+from smtpkit.controller import Controller
+from smtpkit.handlers import AsyncMessage, Debugging, Mailbox, Message, Proxy, Sink
+
+HOST = "127.0.0.1"
+
+MESSAGE = (
+    "From: Anne Person <anne@example.com>\r\n"
+    "To: Bart Person <bart@example.com>\r\n"
+    "Subject: A test\r\n"
+    "Message-ID: <ant>\r\n"
+    "\r\n"
+    "Hi Bart, this is Anne.\r\n"
+)
+
+
+@contextmanager
+def serving(handler: Any, **kwargs: Any) -> Iterator[Controller]:
+    """Run ``handler`` on a loopback port picked by the system."""
+    controller = Controller(handler, hostname=HOST, port=0, **kwargs)
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
+
+
+def wait_for(condition: Callable[[], bool], what: str, limit: float = 10.0) -> None:
+    """Poll until ``condition()`` holds; fail naming ``what`` after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog="smtpkit", exit_on_error=False)
+
+
+# -- Sink -------------------------------------------------------------------
+
+
+def test_sink_accepts_and_discards() -> None:
+    with serving(Sink()) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        assert client.sendmail("a@example.com", ["b@example.com"], MESSAGE) == {}
+        assert client.sendmail("c@example.com", ["d@example.com"], MESSAGE) == {}
+        assert client.noop()[0] == 250
+
+
+def test_sink_from_cli() -> None:
+    assert isinstance(Sink.from_cli(parser()), Sink)
+    with pytest.raises(SystemExit):
+        Sink.from_cli(parser(), "extra")
+
+
+# -- Debugging --------------------------------------------------------------
+
+
+def test_debugging_prints_message_with_peer() -> None:
+    stream = io.StringIO()
+    with serving(Debugging(stream)) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        client.helo("client.example")  # plain SMTP: no MAIL options to print
+        client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+        peer = client.sock.getsockname()
+    assert stream.getvalue().splitlines() == [
+        "---------- MESSAGE FOLLOWS ----------",
+        "From: Anne Person <anne@example.com>",
+        "To: Bart Person <bart@example.com>",
+        "Subject: A test",
+        "Message-ID: <ant>",
+        f"X-Peer: {peer!r}",
+        "",
+        "Hi Bart, this is Anne.",
+        "------------ END MESSAGE ------------",
+    ]
+
+
+def test_debugging_prints_mail_options() -> None:
+    stream = io.StringIO()
+    with serving(Debugging(stream)) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        client.sendmail("a@example.com", ["b@example.com"], MESSAGE, mail_options=["BODY=8BITMIME"])
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "---------- MESSAGE FOLLOWS ----------"
+    assert lines[1].startswith("mail options: [")
+    assert "BODY=8BITMIME" in lines[1].upper()
+    assert lines[2] == ""
+    assert lines[3] == "From: Anne Person <anne@example.com>"
+    assert lines[-1] == "------------ END MESSAGE ------------"
+
+
+def test_debugging_from_cli() -> None:
+    import sys
+
+    assert Debugging.from_cli(parser()).stream is sys.stdout
+    assert Debugging.from_cli(parser(), "stdout").stream is sys.stdout
+    assert Debugging.from_cli(parser(), "stderr").stream is sys.stderr
+    with pytest.raises(SystemExit):
+        Debugging.from_cli(parser(), "stdnull")
+    with pytest.raises(SystemExit):
+        Debugging.from_cli(parser(), "stdout", "stderr")
+
+
+# -- Message and AsyncMessage -----------------------------------------------
+
+
+class Collecting(Message):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[EmailMessage] = []
+
+    def handle_message(self, message: EmailMessage) -> None:
+        self.messages.append(message)
+
+
+class AsyncCollecting(AsyncMessage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[EmailMessage] = []
+
+    async def handle_message(self, message: EmailMessage) -> None:
+        await asyncio.sleep(0)
+        self.messages.append(message)
+
+
+def check_received(message: EmailMessage, peer: tuple[Any, ...]) -> None:
+    assert message["Subject"] == "A test"
+    assert message["X-Peer"] == str(peer)
+    assert message["X-MailFrom"] == "anne@example.com"
+    assert message["X-RcptTo"] == "bart@example.com, cate@example.com"
+    assert message.get_payload() == "Hi Bart, this is Anne.\r\n"
+
+
+@pytest.mark.parametrize("decode_data", [False, True])
+def test_message_subclass_receives_message(decode_data: bool) -> None:
+    handler = Collecting()
+    with (
+        serving(handler, decode_data=decode_data) as controller,
+        smtplib.SMTP(HOST, controller.port) as client,
+    ):
+        client.sendmail("anne@example.com", ["bart@example.com", "cate@example.com"], MESSAGE)
+        peer = client.sock.getsockname()
+    assert len(handler.messages) == 1
+    check_received(handler.messages[0], peer)
+
+
+def test_message_class_is_used() -> None:
+    class Tagged(EmailMessage):
+        pass
+
+    class Keeping(Message):
+        def __init__(self) -> None:
+            super().__init__(Tagged)
+            self.messages: list[EmailMessage] = []
+
+        def handle_message(self, message: EmailMessage) -> None:
+            self.messages.append(message)
+
+    handler = Keeping()
+    with serving(handler) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE)
+    assert type(handler.messages[0]) is Tagged
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_async_message_subclass_receives_message() -> None:
+    handler = AsyncCollecting()
+    with serving(handler) as controller:
+        client = aiosmtplib.SMTP(hostname=HOST, port=controller.port)
+        async with client:
+            errors, _ = await client.sendmail(
+                "anne@example.com", ["bart@example.com", "cate@example.com"], MESSAGE
+            )
+            peer = client.transport.get_extra_info("sockname")
+    assert errors == {}
+    assert len(handler.messages) == 1
+    check_received(handler.messages[0], peer)
+
+
+# -- Mailbox ----------------------------------------------------------------
+
+
+def maildir_files(root: Path, sub: str) -> list[Path]:
+    return sorted((root / sub).iterdir())
+
+
+class ObservedMailbox(Mailbox):
+    """A Mailbox that records, at each reply, what was on disk."""
+
+    def __init__(self, mail_dir: Path) -> None:
+        super().__init__(mail_dir)
+        self.chunks = 0
+        self.content_at_data: list[object] = []
+
+    async def handle_DATA_CHUNK(
+        self, server: Any, session: Any, envelope: Any, chunk: bytes
+    ) -> None:
+        self.chunks += 1
+        await super().handle_DATA_CHUNK(server, session, envelope, chunk)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.content_at_data.append(envelope.content)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_mailbox_message_is_in_new_when_client_gets_250(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    with serving(Mailbox(root)) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE)
+        # The 250 has been read: the file must already be in new/.
+        files = maildir_files(root, "new")
+        assert len(files) == 1
+        assert maildir_files(root, "tmp") == []
+        peer = client.sock.getsockname()
+    data = files[0].read_bytes()
+    assert b"\r" not in data
+    assert data.startswith(
+        f"X-Peer: {peer}\nX-MailFrom: anne@example.com\nX-RcptTo: bart@example.com\n".encode()
+    )
+    assert data.endswith(b"Subject: A test\nMessage-ID: <ant>\n\nHi Bart, this is Anne.\n")
+
+
+def test_mailbox_messages_readable_with_maildir(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    people = [("anne", "bart", "<ant>"), ("cate", "dave", "<bee>"), ("elle", "fred", "<cat>")]
+    with serving(Mailbox(root)) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        for sender, recipient, message_id in people:
+            text = MESSAGE.replace("<ant>", message_id).replace("Bart", recipient.title())
+            client.sendmail(f"{sender}@example.com", [f"{recipient}@example.com"], text)
+    stored = sorted(mailbox.Maildir(root), key=lambda m: str(m["Message-ID"]))
+    assert [(m["Message-ID"], m["X-MailFrom"], m["X-RcptTo"]) for m in stored] == [
+        ("<ant>", "anne@example.com", "bart@example.com"),
+        ("<bee>", "cate@example.com", "dave@example.com"),
+        ("<cat>", "elle@example.com", "fred@example.com"),
+    ]
+
+
+def test_mailbox_streams_a_big_message(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    handler = ObservedMailbox(root)
+    line = b"0123456789" * 7 + b"\r\n"
+    body = line * (5 * 1024 * 1024 // len(line))
+    message = b"Subject: big\r\n\r\n" + body
+    with serving(handler) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        client.sendmail("anne@example.com", ["bart@example.com"], message)
+        files = maildir_files(root, "new")
+    assert len(files) == 1
+    assert maildir_files(root, "tmp") == []
+    stored = files[0].read_bytes()
+    assert stored.endswith(b"Subject: big\n\n" + body.replace(b"\r\n", b"\n"))
+    assert handler.chunks > 1
+    assert handler.content_at_data == [None]
+
+
+def test_mailbox_cut_transfer_leaves_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    with serving(Mailbox(root)) as controller:
+        with socket.create_connection((HOST, controller.port)) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            for command in (b"HELO me", b"MAIL FROM:<a@example.com>", b"RCPT TO:<b@example.com>"):
+                sock.sendall(command + b"\r\n")
+                assert reader.readline().startswith(b"250")
+            sock.sendall(b"DATA\r\n")
+            assert reader.readline().startswith(b"354")
+            sock.sendall(
+                b"Subject: cut\r\n\r\n" + b"x" * 998 + b"\r\n" * 1 + (b"y" * 998 + b"\r\n") * 600
+            )
+            wait_for(lambda: len(maildir_files(root, "tmp")) == 1, "the tmp file to appear")
+            reader.close()
+        wait_for(lambda: maildir_files(root, "tmp") == [], "the tmp file to be deleted")
+    assert maildir_files(root, "new") == []
+
+
+def test_mailbox_size_limit_leaves_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    message = b"Subject: too big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 1000
+    with serving(Mailbox(root), data_size_limit=100_000) as controller:
+        with smtplib.SMTP(HOST, controller.port) as client:
+            client.ehlo()
+            # Send without the SIZE parameter so the limit trips during DATA.
+            client.mail("anne@example.com")
+            client.rcpt("bart@example.com")
+            code, _ = client.data(message)
+        assert code == 552
+        wait_for(lambda: maildir_files(root, "tmp") == [], "the tmp file to be deleted")
+    assert maildir_files(root, "new") == []
+
+
+def test_mailbox_reset_and_handle_message(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    handler = Mailbox(root)
+    message = EmailMessage()
+    message["Subject"] = "direct"
+    message.set_payload("body\n")
+    handler.handle_message(message)
+    assert [m["Subject"] for m in mailbox.Maildir(root)] == ["direct"]
+    handler.reset()
+    assert list(mailbox.Maildir(root)) == []
+
+
+def test_mailbox_from_cli(tmp_path: Path) -> None:
+    handler = Mailbox.from_cli(parser(), str(tmp_path / "md"))
+    assert Path(handler.mail_dir) == tmp_path / "md"
+    assert (tmp_path / "md" / "new").is_dir()
+    with pytest.raises(SystemExit):
+        Mailbox.from_cli(parser())
+    with pytest.raises(SystemExit):
+        Mailbox.from_cli(parser(), "a", "b")
+
+
+# -- Proxy ------------------------------------------------------------------
+
+
+class Upstream:
+    """The relay's destination: refuses some recipients, keeps the rest."""
+
+    def __init__(self, rcpt_reply: str = "550 5.1.1 no such user") -> None:
+        self.rcpt_reply = rcpt_reply
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.endswith("@refused.example"):
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@contextmanager
+def relay(upstream: Upstream) -> Iterator[Controller]:
+    with serving(upstream) as far, serving(Proxy(HOST, far.port)) as near:
+        yield near
+
+
+def test_proxy_relays_with_x_peer() -> None:
+    upstream = Upstream()
+    with relay(upstream) as near, smtplib.SMTP(HOST, near.port) as client:
+        assert client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE) == {}
+    assert len(upstream.received) == 1
+    mail_from, rcpt_tos, content = upstream.received[0]
+    assert (mail_from, rcpt_tos) == ("anne@example.com", ["bart@example.com"])
+    assert (
+        content
+        == MESSAGE.replace(
+            "Message-ID: <ant>\r\n", f"Message-ID: <ant>\r\nX-Peer: {HOST}\r\n"
+        ).encode()
+    )
+
+
+def test_proxy_partly_refused_still_accepts() -> None:
+    upstream = Upstream()
+    with relay(upstream) as near, smtplib.SMTP(HOST, near.port) as client:
+        refused = client.sendmail(
+            "anne@example.com", ["bart@example.com", "nobody@refused.example"], MESSAGE
+        )
+    assert refused == {}
+    assert [r[1] for r in upstream.received] == [["bart@example.com"]]
+
+
+@pytest.mark.parametrize(
+    ("rcpt_reply", "code"), [("550 5.1.1 no such user", 554), ("450 4.2.0 busy", 451)]
+)
+def test_proxy_all_refused(rcpt_reply: str, code: int) -> None:
+    upstream = Upstream(rcpt_reply)
+    with (
+        relay(upstream) as near,
+        smtplib.SMTP(HOST, near.port) as client,
+        pytest.raises(smtplib.SMTPDataError) as raised,
+    ):
+        client.sendmail("anne@example.com", ["nobody@refused.example"], MESSAGE)
+    assert raised.value.smtp_code == code
+    assert upstream.received == []
+
+
+def test_proxy_dead_upstream_gives_451_without_details() -> None:
+    with serving(Proxy(HOST, free_port())) as near, smtplib.SMTP(HOST, near.port) as client:
+        client.ehlo()
+        client.mail("anne@example.com")
+        client.rcpt("bart@example.com")
+        code, text = client.data(MESSAGE)
+        assert client.noop()[0] == 250  # the session goes on
+    assert code == 451
+    assert text == b"4.4.0 The relay host is unavailable; try again later"
