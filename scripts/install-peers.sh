@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the real SMTP peers the interoperability tests talk to: swaks, openssl,
+# haproxy, and Postfix (for smtp-source/smtp-sink). Uses Debian's packages; does
+# nothing for a tool that is already there. Without root or apt-get it only reports.
+set -euo pipefail
+
+need=()
+command -v swaks >/dev/null 2>&1 || need+=(swaks)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+[ -x /usr/sbin/smtp-source ] || need+=(postfix)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-peers: missing ${need[*]}; install them (Debian: apt-get install ${need[*]})" >&2
+    echo "install-peers: the tests that need them are skipped outside CI" >&2
+    exit 0
+fi
+echo "install-peers: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Postfix is only needed for its tools: install it with no mail configuration.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
