@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ._connection import Connection, _ssl_info
+from ._connection import INTERNAL_ERROR, Connection, _ssl_info
 from ._data import DataDecoder
 from ._grammar import GrammarError, parse_params, parse_path, strip_keyword
 from ._syntax import syntax
@@ -341,14 +341,25 @@ class Commands(Connection):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        recipients = len(self.envelope.rcpt_tos)
         try:
-            error = await self._receive_data()
-            if error is not None:
-                await self.push(error)
-                return
-            status = await self._deliver()
+            status = await self._receive_data()
+            if status is None:
+                try:
+                    status = await self._deliver()
+                except ConnectionError:
+                    raise
+                except Exception as error:
+                    status = await self.handle_exception(error)
         finally:
             self._set_post_data_state()
+        await self._send_data_replies(status, recipients)
+
+    async def _send_data_replies(self, status: Any, recipients: int) -> None:
+        """Send the reply to the end of data (LMTP sends one per recipient)."""
+        if not isinstance(status, (str, bytes)):
+            log.error("handle_DATA returned %r; expected a reply string", status)
+            status = INTERNAL_ERROR
         await self.push(status)
 
     async def _receive_data(self) -> str | None:
