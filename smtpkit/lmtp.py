@@ -64,9 +64,12 @@ def _per_recipient(status: Any, recipients: int) -> Sequence[str | bytes]:
     """Expand the handler's answer into one reply per recipient."""
     if isinstance(status, (str, bytes)):
         return [status] * recipients
-    if isinstance(status, (list, tuple)) and len(status) == recipients:
-        if all(isinstance(reply, (str, bytes)) for reply in status):
-            return list(status)
+    if (
+        isinstance(status, (list, tuple))
+        and len(status) == recipients
+        and all(isinstance(reply, (str, bytes)) for reply in status)
+    ):
+        return list(status)
     log.error(
         "LMTP handle_DATA returned %r; expected a reply string or %d reply strings",
         status,
