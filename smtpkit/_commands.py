@@ -142,14 +142,15 @@ class Commands(Connection):
             )
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as error:
             log.info("%r TLS handshake failed: %s", self.session.peer, error)
-            self._closing = True
-            old.abort()  # type: ignore[attr-defined]
+            self._tls_failed(old, error)
             raise ConnectionResetError("TLS handshake failed") from error
         if new is None or self._closing:
+            self._tls_failed(old, None)
             raise ConnectionResetError("connection closed during the TLS handshake")
+        # Not clearing the buffer here: it may already hold the client's
+        # first command over TLS, decrypted as the handshake completed.
         self.transport = new
         self._transport = new
-        self._buf.clear()
         # RFC 3207 §4.2: forget everything learnt before TLS.
         peer, proxy_data = self.session.peer, self.session.proxy_data
         session = self.session = self._create_session()
@@ -157,12 +158,29 @@ class Commands(Connection):
         session.ssl = _ssl_info(new)
         self._set_rset_state()
         self._tls_active = True
+        self._tls_handshake_okay = await self._starttls_hook_okay(session)
+
+    def _tls_failed(self, old: asyncio.BaseTransport, error: Exception | None) -> None:
+        self._closing = True
+        old.abort()  # type: ignore[attr-defined]
+        if self.transport is not None:
+            # asyncio does not pass connection_lost on to the protocol when
+            # the connection drops (or times out) in the middle of a handshake.
+            self.connection_lost(error)
+
+    async def _starttls_hook_okay(self, session: Any) -> bool:
+        """Ask ``handle_STARTTLS``; a hook that raises refuses (fail closed)."""
         hook = self._hook("STARTTLS")
-        if hook is not None:
+        if hook is None:
+            return True
+        try:
             okay = hook(self, session, self.envelope)
             if inspect.isawaitable(okay):
                 okay = await okay
-            self._tls_handshake_okay = bool(okay)
+        except Exception:
+            log.exception("%r handle_STARTTLS raised; refusing commands", session.peer)
+            return False
+        return bool(okay)
 
     @syntax("HELP [command]")
     async def smtp_HELP(self, arg: str | None) -> None:

@@ -213,6 +213,8 @@ class Connection(asyncio.StreamReaderProtocol):
         return self._runner is not None and not self._tls_active
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            return  # Already told (a failed TLS handshake reports it itself).
         self._closing = True
         if self._timer is not None:
             self._timer.cancel()
