@@ -155,10 +155,24 @@ class _Refusal(asyncio.Protocol):
             transport.write(_REFUSAL)
         transport.close()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
 
 def _transport_of(protocol: asyncio.BaseProtocol) -> asyncio.BaseTransport | None:
     transport = getattr(protocol, "transport", None) or getattr(protocol, "_transport", None)
     return transport if isinstance(transport, asyncio.BaseTransport) else None
+
+
+def _ask_to_close(protocol: asyncio.BaseProtocol) -> None:
+    """Ask one connection to close: gracefully when the protocol knows how."""
+    shutdown = getattr(protocol, "shutdown", None)
+    if callable(shutdown):
+        shutdown()
+        return
+    transport = _transport_of(protocol)
+    if transport is not None and not transport.is_closing():
+        transport.close()
 
 
 async def _cancel_other_tasks() -> None:
@@ -376,24 +390,29 @@ class BaseController(ABC):
     # -- stopping ------------------------------------------------------------
 
     async def _close_server(self) -> None:
-        """Close the listener and every connection it accepted."""
+        """Close the listener, then every connection it accepted.
+
+        Connections are asked to finish first (``SMTP.shutdown()``: an idle
+        client gets ``421``, a running command completes); whatever is still
+        open after a short grace period is cut.
+        """
         server = self.server
         if server is None:
             return
         server.close()
-        transports = [t for t in map(_transport_of, list(self._protocols)) if t is not None]
-        for transport in transports:
-            if not transport.is_closing():
-                transport.close()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), _CLOSE_GRACE)
-        # Let the connection_lost callbacks scheduled by close() run, then cut
-        # whatever still has unsent data.
-        await asyncio.sleep(0)
-        for transport in transports:
+        protocols = list(self._protocols)
+        for protocol in protocols:
+            _ask_to_close(protocol)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CLOSE_GRACE
+        while loop.time() < deadline and any(_transport_of(p) for p in protocols):
+            await asyncio.sleep(0.01)
+        for protocol in protocols:
+            transport = _transport_of(protocol)
             if isinstance(transport, asyncio.WriteTransport):
                 transport.abort()
-        await asyncio.sleep(0)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(server.wait_closed(), _CLOSE_GRACE)
         self._after_close()
 
     def _cleanup(self) -> None:
