@@ -216,6 +216,21 @@ def test_readiness_check_wants_a_220_greeting() -> None:
 
 
 @pytest.mark.usefixtures("thread_count")
+def test_silent_server_times_out() -> None:
+    class Silent(asyncio.Protocol):
+        pass
+
+    class Mute(Controller):
+        def factory(self) -> Any:
+            return Silent()
+
+    controller = Mute(Sink(), hostname=HOST, port=0, ready_timeout=0.5)
+    with pytest.raises(TimeoutError, match=r"ready_timeout=0\.5"):
+        controller.start()
+    assert refused(HOST, controller.port)
+
+
+@pytest.mark.usefixtures("thread_count")
 def test_factory_failure_after_start_gives_421() -> None:
     class Flaky(Controller):
         broken = False

@@ -267,6 +267,19 @@ def test_mailbox_messages_readable_with_maildir(tmp_path: Path) -> None:
     ]
 
 
+def test_mailbox_stores_an_empty_message(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    with serving(Mailbox(root)) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        client.ehlo()
+        client.mail("anne@example.com")
+        client.rcpt("bart@example.com")
+        assert client.data(b"")[0] == 250
+        [stored] = maildir_files(root, "new")
+    # smtplib sends one empty line before the final dot.
+    lines = stored.read_bytes().splitlines()
+    assert [line.split(b":")[0] for line in lines] == [b"X-Peer", b"X-MailFrom", b"X-RcptTo", b""]
+
+
 def test_mailbox_streams_a_big_message(tmp_path: Path) -> None:
     root = tmp_path / "Maildir"
     handler = ObservedMailbox(root)
@@ -423,9 +436,14 @@ def relay(upstream: Upstream) -> Iterator[Controller]:
         yield near
 
 
-def test_proxy_relays_with_x_peer() -> None:
+@pytest.mark.parametrize("decode_data", [False, True])
+def test_proxy_relays_with_x_peer(decode_data: bool) -> None:
     upstream = Upstream()
-    with relay(upstream) as near, smtplib.SMTP(HOST, near.port) as client:
+    with (
+        serving(upstream) as far,
+        serving(Proxy(HOST, far.port), decode_data=decode_data) as near,
+        smtplib.SMTP(HOST, near.port) as client,
+    ):
         assert client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE) == {}
     assert len(upstream.received) == 1
     mail_from, rcpt_tos, content = upstream.received[0]
