@@ -53,8 +53,13 @@ _NOT_COUNTED = object()
 class _TooLong:
     """Marks a line that was longer than the limit and was thrown away."""
 
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
 
-_TOO_LONG = _TooLong()
+
+_TOO_LONG = _TooLong(LINE_TOO_LONG)
+# RFC 4954 §4 gives over-long AUTH lines their own reply.
+_AUTH_TOO_LONG = _TooLong(AUTH_LINE_TOO_LONG)
 
 
 def _ssl_info(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
@@ -117,6 +122,9 @@ class Connection(asyncio.StreamReaderProtocol):
     _call_budget: dict[str, int] | None
     _replies_sent: int
     _proxy_done = True
+    _discarding_auth = False
+    #: The last reply pushed (AUTH checks that an exchange ended with one).
+    _last_reply = b""
     _shutting_down = False
     _counted_address: Any = _NOT_COUNTED
     #: Shared by the connections of one server to cap their number.
@@ -260,19 +268,24 @@ class Connection(asyncio.StreamReaderProtocol):
 
         Returns None when there is no complete line yet. A line longer than
         ``limit`` is thrown away as it arrives, never buffered whole, and
-        reported as ``_TOO_LONG`` once its end is seen.
+        reported as ``_TOO_LONG`` (``_AUTH_TOO_LONG`` for an AUTH command)
+        once its end is seen.
         """
         buf = self._buf
         end = buf.find(b"\n")
         if end < 0:
             if len(buf) > limit:
+                if not self._discarding:
+                    self._discarding_auth = buf[:5].upper() == b"AUTH "
                 self._discarding = True
                 buf.clear()
             return None
         if self._discarding or end > limit:
+            if not self._discarding:
+                self._discarding_auth = buf[:5].upper() == b"AUTH "
             del buf[: end + 1]
             self._discarding = False
-            return _TOO_LONG
+            return _AUTH_TOO_LONG if self._discarding_auth else _TOO_LONG
         line = bytes(buf[:end])
         del buf[: end + 1]
         if self._reading_paused and len(buf) < _INPUT_LOW:
@@ -323,6 +336,7 @@ class Connection(asyncio.StreamReaderProtocol):
         self._out.append(response + b"\r\n")
         self._out_size += len(response) + 2
         self._replies_sent += 1
+        self._last_reply = response
         if self._out_size >= _OUTPUT_FLUSH:
             self._flush()
         if self._write_paused:
@@ -481,7 +495,7 @@ class Connection(asyncio.StreamReaderProtocol):
 
     async def _dispatch(self, line: bytes | _TooLong) -> None:
         if isinstance(line, _TooLong):
-            await self.push(LINE_TOO_LONG)
+            await self.push(line.reply)
             return
         if line.endswith(b"\r"):
             line = line[:-1]
