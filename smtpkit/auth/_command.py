@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .._syntax import syntax
 from ._types import AuthResult, LoginPassword
+from .sasl import SASLError, parse_plain
 
 if TYPE_CHECKING:
     from .._session import Envelope, Session
@@ -112,6 +113,7 @@ class AuthCommands:
         event_handler: Any
         _tls_active: bool
         _replies_sent: int
+        _last_reply: bytes
 
         async def push(self, status: Any) -> None: ...
         async def _readline(self, limit: int = ...) -> Any: ...
@@ -173,20 +175,29 @@ class AuthCommands:
             return
         assert arg is not None
         args = arg.split()
+        name = args[0].upper()
         before = self._replies_sent
         status = await self._call_handler_hook("AUTH", args)
         if status is MISSING:
-            mechanism = self._auth_methods[args[0].upper()]
+            mechanism = self._auth_methods[name]
             owner = self.event_handler if mechanism.on_handler else self
             result = await getattr(owner, mechanism.attribute)(self, args)
             status = self._auth_status(result)
-            if status is None and self._replies_sent == before:
-                # The mechanism claimed to have replied but sent nothing.
+            if status is None and not self._final_reply_sent(before):
+                # The mechanism said it replied, but the client is still
+                # waiting for the end of the exchange: never leave it hanging.
                 status = AUTH_INVALID
         if status is not None:
             await self.push(status)
-        if not self.session.authenticated and status != AUTH_SUCCESS:
+        if self.session.authenticated:
+            log.info("%r authenticated with %s", self.session.peer, name)
+        else:
+            log.info("%r failed to authenticate with %s", self.session.peer, name)
             await self._count_auth_failure()
+
+    def _final_reply_sent(self, before: int) -> bool:
+        """Whether a reply other than a ``334`` challenge went out since ``before``."""
+        return self._replies_sent > before and not self._last_reply.startswith(b"334")
 
     def _auth_refusal(self, arg: str | None) -> str | None:
         """The reply refusing this AUTH command before any exchange, or None."""
@@ -274,21 +285,38 @@ class AuthCommands:
             return MISSING
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        """Ask the authenticator (or the deprecated ``auth_callback``) about ``auth_data``.
+
+        Raises:
+            TypeError: the authenticator returned an awaitable.
+        """
         assert self.session is not None and self.envelope is not None
         if self._authenticator is not None:
             server: Any = self
             result = self._authenticator(server, self.session, self.envelope, mechanism, auth_data)
             if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
                 raise TypeError(
-                    "authenticator must be a plain function; use an AUTH hook for async work"
+                    "authenticator must be a plain function returning AuthResult, "
+                    f"not a coroutine function ({self._authenticator!r})"
                 )
             return result
-        assert self._auth_callback is not None and isinstance(auth_data, LoginPassword)
+        assert self._auth_callback is not None
+        if not isinstance(auth_data, LoginPassword):
+            # auth_callback only knows login and password.
+            return AuthResult(success=False, handled=False)
         if self._auth_callback(mechanism, *auth_data):
             return AuthResult(success=True, handled=True, auth_data=auth_data)
         return AuthResult(success=False, handled=False)
 
     async def _decode_initial(self, args: list[str]) -> bytes | None:
+        """Decode the initial response of ``AUTH <mechanism> <response>``.
+
+        RFC 4954 §4: a zero-length initial response is sent as ``=``.
+        """
+        if args[1] == "=":
+            return b""
         try:
             return b64decode(args[1].encode(), validate=True)
         except (binascii.Error, ValueError):
@@ -306,12 +334,12 @@ class AuthCommands:
                 return AuthResult(success=False)
             data = initial
         assert isinstance(data, bytes)
-        # RFC 4616: [authzid] NUL authcid NUL passwd
-        parts = data.split(b"\x00")
-        if len(parts) != 3:
-            await self.push("501 5.5.2 Can't split auth value")
+        try:
+            credentials = parse_plain(data)
+        except SASLError as error:
+            await self.push(error.reply)
             return AuthResult(success=False)
-        return self._authenticate("PLAIN", LoginPassword(parts[1], parts[2]))
+        return self._authenticate("PLAIN", credentials)
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
