@@ -278,6 +278,7 @@ def test_smtp_keyword_arguments_reach_the_server() -> None:
 
 
 def test_ready_timeout_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(READY_TIMEOUT_ENV, raising=False)
     assert Controller(Sink()).ready_timeout == DEFAULT_READY_TIMEOUT
     monkeypatch.setenv(READY_TIMEOUT_ENV, "7.5")
     assert Controller(Sink(), ready_timeout=1.0).ready_timeout == 7.5
