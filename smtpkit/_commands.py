@@ -396,7 +396,9 @@ class Commands(Connection):
                     del self._buf[:end]
             self._data_started = self._last_activity = self.loop.time()
             while True:
-                if (
+                # Chunks may pile up (even the end of data may arrive) while
+                # the hook runs: hand over everything before looking at done.
+                while (
                     stream is not None
                     and decoder.chunks
                     and decoder.error is None

@@ -318,14 +318,6 @@ class PausingMailbox(Mailbox):
         await super().handle_DATA_CHUNK(server, session, envelope, chunk)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "smtpkit.smtp: _receive_data() leaves its loop as soon as the decoder reports "
-        "end-of-data, so the chunks that arrived while the previous handle_DATA_CHUNK "
-        "was being awaited are never streamed (the tail of the message is lost)"
-    ),
-)
 def test_mailbox_keeps_data_arriving_during_a_chunk_hook(tmp_path: Path) -> None:
     root = tmp_path / "Maildir"
     handler = PausingMailbox(root)
