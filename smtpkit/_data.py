@@ -130,13 +130,21 @@ class DataDecoder:
     def _emit(self, work: bytes, stop: int) -> None:
         skip = self._skip
         self._skip = 0
+        size_before = self.size
         self.size += stop - skip
         if self.error is not None:
             return
-        if self.size_limit and self.size > self.size_limit:
+        carry = self._line
+        too_long = bool(self.line_limit) and self._line_too_long(work, skip, stop)
+        too_big = bool(self.size_limit) and self.size > self.size_limit
+        if too_big and too_long:
+            # Both limits broke in this segment: report the one broken first
+            # in the stream, so the reply does not depend on how TCP split it.
+            too_big = self.size_limit - size_before < self._overflow_at(work, skip, stop, carry)
+        if too_big:
             self._fail(TOO_MUCH_DATA)
             return
-        if self.line_limit and self._line_too_long(work, skip, stop):
+        if too_long:
             self._fail(LINE_TOO_LONG)
             return
         segment = work[:stop].replace(_STUFFED, _UNSTUFFED)
@@ -159,6 +167,21 @@ class DataDecoder:
             return True
         self._line = (self._line if len(lines) == 1 else 0) + len(lines[-1])
         return self._line > limit
+
+    def _overflow_at(self, work: bytes, start: int, stop: int, line: int) -> int:
+        """Offset from ``start`` of the first byte that makes a line too long.
+
+        Only called when :meth:`_line_too_long` found one; ``line`` is the
+        length of the unfinished line before ``start``.
+        """
+        limit = self.line_limit
+        pos = start
+        while True:
+            lf = work.find(b"\n", pos, stop)
+            end = stop if lf < 0 else lf + 1
+            if line + end - pos > limit:
+                return pos + limit - line - start
+            pos, line = end, 0
 
     def _fail(self, reply: str) -> None:
         self.error = reply
