@@ -37,6 +37,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 AUTH_SUCCESS = "235 2.7.0 Authentication successful"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
+# RFC 4954 §4: a client response may be up to 12288 octets long.
+_RESPONSE_LIMIT = 12288
 _VALID_NAME = re.compile(r"[A-Z0-9_-]+")
 
 
@@ -267,8 +269,8 @@ class AuthCommands:
         """
         raw = challenge.encode() if isinstance(challenge, str) else challenge
         await self.push(b"334 " + (b64encode(raw) if encode_to_b64 else raw))
-        line = await self._readline()
-        if not isinstance(line, bytes):
+        line = await self._readline(_RESPONSE_LIMIT)
+        if not isinstance(line, bytes) or len(line) > _RESPONSE_LIMIT:
             await self.push(AUTH_LINE_TOO_LONG)
             return MISSING
         if log_client_response:
