@@ -1,0 +1,209 @@
+"""Compile an App's registrations into a subclass of the SMTP class.
+
+The result is an ordinary subclass, as if written by hand:
+
+* each command becomes an ``smtp_<NAME>`` coroutine method with its
+  ``@syntax``, so the server's dispatch table and HELP find it;
+* each AUTH mechanism becomes an ``auth_<NAME>`` method named with
+  ``@auth_mechanism``;
+* :class:`AppSMTPMixin` adds what every app needs: the app's handler and
+  config as defaults, the lifespan state copied into each new session, and
+  an authenticator that runs off the event loop.
+
+The handler object comes from :mod:`smtpkit.routing.handler`. Nothing at run
+time goes through the App.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..auth._command import auth_mechanism
+from ..auth._types import AuthResult
+from ..config import ServerConfig
+from ..smtp import SMTP, Session, syntax
+from ._calls import AsyncCall, is_async, to_async
+from .registry import AuthenticatorSpec, CommandSpec, Entry, MechanismSpec, Registry
+
+__all__ = ["AppBinding", "AppSMTPMixin", "compile_smtp_class", "mechanism_attribute"]
+
+log = logging.getLogger("smtpkit.routing")
+
+if TYPE_CHECKING:
+    _Base = SMTP
+else:
+    _Base = object
+
+# Returned by _authenticate while a PLAIN/LOGIN exchange is running, so that
+# the authenticator can then run off the event loop. Should it ever escape, it
+# is a failed authentication.
+_DEFERRED = AuthResult(success=False, handled=False)
+
+
+@dataclass
+class AppBinding:
+    """What a compiled class needs from its app, gathered in one object.
+
+    Attributes:
+        handler: the default handler (the compiled one).
+        config: the default ``config=`` of the constructor.
+        authenticator: the registered authenticator (or None).
+        auth_required: whether the authenticator makes AUTH required.
+        state: copied into ``session.state`` of every new session (the
+            lifespan's mapping while the app serves).
+    """
+
+    handler: Any
+    config: ServerConfig | None
+    authenticator: Callable[..., Any] | None = None
+    auth_required: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+    auth_call: AsyncCall | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.authenticator is not None:
+            self.auth_call = to_async(self.authenticator)
+
+
+class AppSMTPMixin(_Base):
+    """Placed before the base class (SMTP, LMTP, …) of every compiled class."""
+
+    _app: ClassVar[AppBinding]
+    _defer_auth = False
+    _deferred_auth: tuple[str, Any] | None = None
+
+    def __init__(self, handler: Any = None, **kwargs: Any) -> None:
+        app = self._app
+        if app.config is not None:
+            kwargs.setdefault("config", app.config)
+        if app.auth_required:
+            kwargs.setdefault("auth_required", True)
+        super().__init__(app.handler if handler is None else handler, **kwargs)
+
+    def _create_session(self) -> Session:
+        session = super()._create_session()
+        if self._app.state:
+            session.state.update(self._app.state)
+        return session
+
+    # -- the authenticator, off the event loop --------------------------------
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        func = self._app.authenticator
+        if func is None:
+            return super()._authenticate(mechanism, auth_data)
+        if self._defer_auth:
+            self._deferred_auth = (mechanism, auth_data)
+            return _DEFERRED
+        # A mechanism that needs the answer at once (XOAUTH2, OAUTHBEARER).
+        if is_async(func):
+            raise TypeError(
+                f"AUTH {mechanism}: the app's authenticator is a coroutine function, but "
+                "this mechanism calls it synchronously; use a plain function"
+            )
+        return _checked(func(self, self.session, self.envelope, mechanism, auth_data))
+
+    async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._off_loop(super().auth_PLAIN, server, args)
+
+    async def auth_LOGIN(self, server: Any, args: list[str]) -> AuthResult:
+        return await self._off_loop(super().auth_LOGIN, server, args)
+
+    async def _off_loop(
+        self, mechanism: Callable[[Any, list[str]], Any], server: Any, args: list[str]
+    ) -> AuthResult:
+        """Run a built-in mechanism, then its authenticator in a thread (or awaited)."""
+        call = self._app.auth_call
+        if call is None:
+            result: AuthResult = await mechanism(server, args)
+            return result
+        self._defer_auth, self._deferred_auth = True, None
+        try:
+            result = await mechanism(server, args)
+        finally:
+            self._defer_auth = False
+        pending, self._deferred_auth = self._deferred_auth, None
+        if result is not _DEFERRED or pending is None:
+            return result
+        return _checked(await call(self, self.session, self.envelope, *pending))
+
+
+def _checked(result: Any) -> AuthResult:
+    if not isinstance(result, AuthResult):
+        raise TypeError(f"the authenticator returned {result!r}; expected an AuthResult")
+    return result
+
+
+def compile_smtp_class(
+    registry: Registry, *, base: type[SMTP], binding: AppBinding, name: str
+) -> type[SMTP]:
+    """Build the app's SMTP subclass.
+
+    Args:
+        registry: the app's registrations.
+        base: the class to extend (SMTP, LMTP or a subclass).
+        binding: the defaults and state the class takes from its app.
+        name: the class name.
+
+    Returns:
+        A new subclass of ``base``.
+    """
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "__qualname__": name,
+        "__doc__": f"The SMTP class compiled from the app {name!r}.",
+        "_app": binding,
+    }
+    for command in registry.commands.values():
+        namespace["smtp_" + command.spec.name] = _command_method(command)
+    for mechanism in registry.mechanisms.values():
+        attribute = mechanism_attribute(mechanism.spec.name)
+        namespace[attribute] = _mechanism_method(mechanism, attribute)
+    cls = type(name, (AppSMTPMixin, base), namespace)
+    assert issubclass(cls, SMTP)
+    return cls
+
+
+def binding_for(registry: Registry, config: ServerConfig | None, handler: Any) -> AppBinding:
+    """The :class:`AppBinding` of an app's registrations."""
+    entry: Entry[AuthenticatorSpec] | None = registry.authenticator
+    if entry is None:
+        return AppBinding(handler, config)
+    return AppBinding(handler, config, entry.spec.func, entry.spec.required)
+
+
+def mechanism_attribute(name: str) -> str:
+    """The ``auth_*`` attribute of a mechanism (``-`` is spelled ``__``)."""
+    return "auth_" + name.replace("-", "__")
+
+
+def _command_method(entry: Entry[CommandSpec]) -> Callable[..., Any]:
+    spec = entry.spec
+    call = to_async(spec.func)
+    owner = entry.owner
+
+    async def method(self: SMTP, arg: str | None) -> None:
+        reply = await call(self, arg)
+        if reply is None:
+            return
+        if not isinstance(reply, (str, bytes)):
+            raise TypeError(f"command {spec.name} ({owner}) returned {reply!r}; expected a str")
+        await self.push(reply)
+
+    method.__name__ = method.__qualname__ = "smtp_" + spec.name
+    method.__doc__ = getattr(spec.func, "__doc__", None)
+    return syntax(spec.syntax, spec.extended, spec.when)(method)
+
+
+def _mechanism_method(entry: Entry[MechanismSpec], attribute: str) -> Callable[..., Any]:
+    call = to_async(entry.spec.func)
+
+    async def method(self: SMTP, server: SMTP, args: list[str]) -> Any:
+        return await call(server, args)
+
+    method.__name__ = method.__qualname__ = attribute
+    method.__doc__ = getattr(entry.spec.func, "__doc__", None)
+    return auth_mechanism(entry.spec.name)(method)

@@ -1,0 +1,153 @@
+"""Recipient routing at RCPT time and delivery to routes after DATA.
+
+At RCPT, the first route (in registration order) whose pattern matches the
+address takes the recipient; no match refuses it at once, so the client
+learns it before sending the message, not after (RFC 5321 §3.3).
+
+After DATA, each route gets the message once, with the recipients it took.
+SMTP has one reply for the whole message, so it is the worst of the routes'
+replies (a 5xx over a 4xx over a success; the first one among equals). LMTP
+replies per recipient (RFC 2033 §4.2), so each recipient gets its own
+route's reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .._connection import INTERNAL_ERROR
+from ..auth._command import MISSING, _Missing
+from ..lmtp import LMTP
+from ..smtp import SMTP, Envelope, Session
+from ._calls import AsyncCall, to_async
+from .message import RoutedMessage
+from .registry import Entry, ExceptionSpec, Route
+
+__all__ = ["ACCEPTED", "ExceptionMapper", "Router", "no_route_reply", "worst_reply"]
+
+log = logging.getLogger("smtpkit.routing")
+
+#: The reply of a route function that returned None.
+ACCEPTED = "250 OK"
+
+
+def no_route_reply(address: str) -> str:
+    """The reply refusing a recipient that matches no route."""
+    return f"550 5.1.1 <{address}>: Recipient address rejected: no route"
+
+
+class ExceptionMapper:
+    """Turns an exception into a reply with the registered exception handlers.
+
+    The handler of the most specific class along the exception's MRO wins.
+    A handler that returns no string, or raises, gives ``451 4.3.0``.
+    """
+
+    def __init__(self, entries: Mapping[type[BaseException], Entry[ExceptionSpec]]) -> None:
+        self._calls: dict[type[BaseException], AsyncCall] = {
+            exc_type: to_async(entry.spec.func) for exc_type, entry in entries.items()
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    async def reply(self, error: Exception) -> str:
+        """The reply for ``error``."""
+        for cls in type(error).__mro__:
+            call = self._calls.get(cls)
+            if call is not None:
+                break
+        else:
+            return INTERNAL_ERROR
+        try:
+            status = await call(error)
+        except Exception:
+            log.exception("the exception handler for %s raised", type(error).__qualname__)
+            return INTERNAL_ERROR
+        return status if isinstance(status, str) and status else INTERNAL_ERROR
+
+
+class Router:
+    """The routes of an app, and what RCPT and DATA do with them."""
+
+    def __init__(self, routes: Iterable[Route], errors: ExceptionMapper) -> None:
+        self.routes = tuple(routes)
+        self._calls = {route: to_async(route.func) for route in self.routes}
+        self._errors = errors
+
+    def __bool__(self) -> bool:
+        return bool(self.routes)
+
+    def find(self, address: str) -> tuple[Route, dict[str, str]] | None:
+        """The first route matching ``address``, and its captures."""
+        for route in self.routes:
+            captures = route.pattern.match(address)
+            if captures is not None:
+                return route, captures
+        return None
+
+    def check(self, address: str) -> str | _Missing:
+        """RCPT: MISSING (the server accepts as usual) or the refusal."""
+        return MISSING if self.find(address) is not None else no_route_reply(address)
+
+    async def deliver(
+        self, server: SMTP, session: Session, envelope: Envelope, content: bytes
+    ) -> str | list[str]:
+        """Give the message to each route; return the DATA reply (a list under LMTP)."""
+        chosen: list[Route | None] = []
+        groups: dict[Route, dict[str, dict[str, str]]] = {}
+        for address in envelope.rcpt_tos:
+            found = self.find(address)
+            chosen.append(found[0] if found else None)
+            if found is not None:
+                groups.setdefault(found[0], {})[address] = found[1]
+        replies: dict[Route, str] = {}
+        for route, matched in groups.items():
+            message = RoutedMessage(
+                route, server, session, envelope, tuple(matched), matched, content
+            )
+            replies[route] = await self._run(route, message)
+        per_recipient = [
+            replies[route] if route is not None else no_route_reply(address)
+            for address, route in zip(envelope.rcpt_tos, chosen, strict=True)
+        ]
+        if isinstance(server, LMTP):
+            return per_recipient
+        return worst_reply(per_recipient)
+
+    async def _run(self, route: Route, message: RoutedMessage) -> str:
+        try:
+            reply = await self._calls[route](message)
+        except Exception as error:
+            log.exception("route %r failed", route.name)
+            return await self._errors.reply(error)
+        if reply is None:
+            return ACCEPTED
+        if not isinstance(reply, str):
+            log.error("route %r returned %r; expected a reply string or None", route.name, reply)
+            return INTERNAL_ERROR
+        return reply
+
+
+def worst_reply(replies: Sequence[str]) -> str:
+    """The reply that speaks for all: the first 5xx, else the first 4xx, else the first one."""
+    if not replies:
+        return ACCEPTED
+    return max(replies, key=_severity)
+
+
+def _severity(reply: str) -> int:
+    # max() keeps the first of equal keys, which is the first among equals.
+    return {"5": 2, "4": 1}.get(reply[:1], 0)
+
+
+def content_of(envelope: Envelope) -> bytes:
+    """The message bytes of an envelope filled by the server (not streamed)."""
+    if envelope.original_content is not None:
+        return bytes(envelope.original_content)
+    content: Any = envelope.content
+    if isinstance(content, str):
+        return content.encode("utf-8", "surrogateescape")
+    return bytes(content or b"")
