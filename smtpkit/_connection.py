@@ -22,12 +22,15 @@ import inspect
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, AnyStr
+from typing import TYPE_CHECKING, Any, AnyStr
 
 from ._data import DataDecoder
 from ._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
 from ._session import Envelope, Session
 from .auth._command import MISSING, _Missing
+
+if TYPE_CHECKING:
+    from .proxy_protocol import ProxyData
 
 log = logging.getLogger("smtpkit.smtp")
 
@@ -422,36 +425,16 @@ class Connection(asyncio.StreamReaderProtocol):
     # The PROXY protocol header (before the greeting)
 
     async def _read_proxy_header(self) -> None:
-        from . import proxy_protocol
-
         self._proxy_done = False
-        assert self.session is not None
         try:
-            while True:
-                try:
-                    parsed = proxy_protocol.parse_header(self._buf)
-                except proxy_protocol.ProxyError as error:
-                    log.warning("%r invalid PROXY header: %s", self.session.peer, error)
-                    self._close()
-                    return
-                if parsed is not None:
-                    break
-                await self._wait_for_input()
-            proxy_data, consumed = parsed
-            del self._buf[:consumed]
-            if not self._proxy_peer_trusted():
-                log.warning("%r sent a PROXY header but is not a trusted proxy", self.session.peer)
-                self._close()
-                return
-            self.session.proxy_data = proxy_data
-            status = await self._call_handler_hook("PROXY", proxy_data)
-            if (status is MISSING and not proxy_data.valid) or not status:
-                self._close()
-                return
+            accepted = await self._accept_proxy_header()
         except ConnectionError:
             return
         finally:
             self._runner = None
+        if not accepted:
+            self._close()
+            return
         self._proxy_done = True
         self._last_activity = self.loop.time()
         if self._timer is not None:
@@ -460,6 +443,52 @@ class Connection(asyncio.StreamReaderProtocol):
         self._greet()
         if self._buf:
             self._runner = self.loop.create_task(self._run())
+
+    async def _accept_proxy_header(self) -> bool:
+        """Check the peer, read the header and ask ``handle_PROXY``; True to go on.
+
+        As documented for the SMTP class, a handler without ``handle_PROXY``
+        gets every connection refused: a header is a claim that only the
+        application can decide to believe.
+        """
+        assert self.session is not None
+        peer = self.session.peer
+        if not self._proxy_peer_trusted():
+            log.warning("%r may not send a PROXY header: not in proxy_trusted_networks", peer)
+            return False
+        proxy_data = await self._parse_proxy_header()
+        if proxy_data is None:
+            return False
+        self.session.proxy_data = proxy_data
+        try:
+            status = await self._call_handler_hook("PROXY", proxy_data)
+        except Exception:
+            log.exception("%r handle_PROXY raised; closing the connection", peer)
+            return False
+        if status is MISSING:
+            log.warning("%r refused: the handler has no handle_PROXY hook", peer)
+            return False
+        if not status:
+            log.info("%r refused by handle_PROXY", peer)
+            return False
+        return True
+
+    async def _parse_proxy_header(self) -> ProxyData | None:
+        """Wait for a complete header; None when the bytes cannot be one."""
+        from . import proxy_protocol
+
+        while True:
+            try:
+                parsed = proxy_protocol.parse_header(self._buf)
+            except proxy_protocol.ProxyError as error:
+                peer = self.session.peer if self.session is not None else None
+                log.warning("%r invalid PROXY header: %s", peer, error)
+                return None
+            if parsed is not None:
+                proxy_data, consumed = parsed
+                del self._buf[:consumed]
+                return proxy_data
+            await self._wait_for_input()
 
     def _proxy_peer_trusted(self) -> bool:
         networks = tuple(self.proxy_trusted_networks or ())
