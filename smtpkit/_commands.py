@@ -116,11 +116,12 @@ class Commands(Connection):
         if arg:
             await self.push("501 Syntax: STARTTLS")
             return
+        if self._tls_active:
+            # Also on implicit TLS, where the SMTP may have no tls_context.
+            await self.push("554 5.5.1 Error: TLS already active")
+            return
         if not self.tls_context:
             await self.push("454 TLS not available")
-            return
-        if self._tls_active:
-            await self.push("554 5.5.1 Error: TLS already active")
             return
         await self._start_tls()
 
