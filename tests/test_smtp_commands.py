@@ -464,3 +464,111 @@ def test_data_line_at_the_limit_is_accepted(server: Any, talk: Talk, recorder: R
     )
     assert replies[3] == "250 OK"
     assert recorder.envelopes[0].content == (line + "\r\n").encode()
+
+
+# -- The idle timeout --------------------------------------------------------
+
+
+def test_idle_session_times_out(server: Any, raw: Callable[..., RawClient]) -> None:
+    running = server(timeout=0.5)
+    client = raw(running.port)
+    assert client.command("HELO c") == "250 smtp.example.test"
+    # Wait (up to the client's read timeout) for the server to give up.
+    assert client.line() == "421 4.4.2 smtp.example.test Error: timeout exceeded"
+    assert client.closed()
+
+
+def test_idle_session_times_out_before_greeting(server: Any, raw: Callable[..., RawClient]) -> None:
+    running = server(timeout=0.5)
+    client = raw(running.port)
+    assert client.line() == "421 4.4.2 smtp.example.test Error: timeout exceeded"
+    assert client.closed()
+
+
+def test_timeout_with_smtplib(server: Any) -> None:
+    running = server(timeout=0.5)
+    client = smtplib.SMTP(HOST, running.port, local_hostname="c", timeout=5)
+    try:
+        assert client.noop()[0] == 250
+        # The 421 arrives by itself; getreply() reads it without sending anything.
+        assert client.getreply() == (421, b"4.4.2 smtp.example.test Error: timeout exceeded")
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.getreply()
+    finally:
+        client.close()
+
+
+def test_timeout_with_aiosmtplib(server: Any) -> None:
+    running = server(timeout=0.5)
+
+    async def main() -> None:
+        client = aiosmtplib.SMTP(hostname=HOST, port=running.port, start_tls=False)
+        await client.connect()
+        assert (await client.noop()).code == 250
+        await asyncio.sleep(1.0)
+        with pytest.raises(aiosmtplib.SMTPException) as raised:
+            await client.noop()
+        error = raised.value
+        assert isinstance(error, aiosmtplib.SMTPServerDisconnected) or (
+            getattr(error, "code", None) == 421
+        )
+
+    asyncio.run(main())
+
+
+def test_commands_keep_the_session_alive(server: Any, raw: Callable[..., RawClient]) -> None:
+    running = server(timeout=1.0)
+    client = raw(running.port)
+    for _ in range(4):
+        assert client.silent(0.4)
+        assert client.command("NOOP") == "250 OK"
+    assert client.line().startswith("421 4.4.2 ")
+
+
+# -- command_call_limit ------------------------------------------------------
+
+
+def test_call_limit_for_every_command(server: Any, raw: Callable[..., RawClient]) -> None:
+    running = server(command_call_limit=3)
+    client = raw(running.port)
+    for _ in range(3):
+        assert client.command("NOOP") == "250 OK"
+    assert client.command("HELO c") == "250 smtp.example.test"
+    assert client.command("NOOP") == "421 4.7.0 NOOP sent too many times"
+    assert client.closed()
+
+
+def test_call_limit_per_command(server: Any, raw: Callable[..., RawClient]) -> None:
+    running = server(command_call_limit={"NOOP": 2, "*": 4})
+    client = raw(running.port)
+    client.send("NOOP\r\nNOOP\r\nRSET\r\nRSET\r\nRSET\r\nRSET\r\nNOOP\r\n")
+    assert client.lines(7) == [
+        "250 OK",
+        "250 OK",
+        "250 OK",
+        "250 OK",
+        "250 OK",
+        "250 OK",
+        "421 4.7.0 NOOP sent too many times",
+    ]
+    assert client.closed()
+
+
+def test_call_limit_default_for_commands_not_named(
+    server: Any, raw: Callable[..., RawClient]
+) -> None:
+    running = server(command_call_limit={"NOOP": 1})
+    client = raw(running.port)
+    client.send("RSET\r\n" * 21)
+    lines = client.lines(21)
+    assert lines[:20] == ["250 OK"] * 20  # CALL_LIMIT_DEFAULT
+    assert lines[20] == "421 4.7.0 RSET sent too many times"
+    assert client.closed()
+
+
+def test_call_limit_with_clients(server: Any, talk: Talk) -> None:
+    running = server(command_call_limit={"VRFY": 1})
+    with pytest.raises((smtplib.SMTPServerDisconnected, aiosmtplib.SMTPServerDisconnected)):
+        talk(running.port, ["VRFY a@example.com", "VRFY b@example.com", "NOOP"])
+    replies = talk(running.port, ["VRFY a@example.com", "VRFY b@example.com"])
+    assert replies[1] == "421 4.7.0 VRFY sent too many times"
