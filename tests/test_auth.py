@@ -934,3 +934,34 @@ def test_xoauth2_with_aiosmtplib(
     [(session, _)] = handler.messages
     assert session.auth_data.token == GOOD_TOKEN
     assert session.auth_data.mechanism == "XOAUTH2"
+
+
+# -- The documentation's examples ----------------------------------------------------
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "auth.md"
+
+
+def documented_block(marker: str) -> str:
+    """The ```python block of docs/auth.md that contains ``marker``."""
+    blocks = DOCS.read_text(encoding="utf-8").split("```python\n")[1:]
+    [code] = [block.split("```")[0] for block in blocks if marker in block]
+    return code
+
+
+def test_documented_one_time_mechanism() -> None:
+    namespace: dict[str, Any] = {}
+    exec(documented_block("def __init__(self, codes"), namespace)
+    handler = namespace["Handler"]({b"123456": "anne", b"654321": "bart"})
+    with serving(handler, auth_require_tls=False) as server, greeted(server.port) as client:
+        assert client.command(f"AUTH X-ONE-TIME {b64('123456')}") == SUCCESS
+        assert server.call(lambda: server.protocols[-1].session.auth_data) == "anne"
+    with serving(handler, auth_require_tls=False) as server, greeted(server.port) as client:
+        assert client.command("AUTH X-ONE-TIME") == (334, b64("Your one-time code"))
+        assert client.command(b64("654321")) == SUCCESS
+        assert client.command("RSET") == (250, "OK")
+    with serving(handler, auth_require_tls=False) as server, greeted(server.port) as client:
+        # Each code works once.
+        assert client.command(f"AUTH X-ONE-TIME {b64('123456')}") == INVALID
+        assert client.command("AUTH X-ONE-TIME ???") == BAD_BASE64
+        assert client.command("AUTH X-ONE-TIME")[0] == 334
+        assert client.command("*") == ABORTED
