@@ -218,22 +218,33 @@ class RawClient:
         """Send ``data`` (a str is encoded as UTF-8) in one ``sendall``."""
         self.sock.sendall(data.encode() if isinstance(data, str) else data)
 
+    def _receive(self) -> None:
+        try:
+            chunk = self.sock.recv(65536)
+        except TimeoutError:
+            pytest.fail(f"no reply within {self.timeout} s; buffered {self._buf[-500:]!r}")
+        if not chunk:
+            pytest.fail(f"connection closed while waiting; buffered {self._buf[-500:]!r}")
+        self._buf += chunk
+
     def line(self) -> str:
         """Read one reply line, without its CRLF."""
         while b"\r\n" not in self._buf:
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                pytest.fail(f"no reply line within {self.timeout} s; buffered {self._buf!r}")
-            if not chunk:
-                pytest.fail(f"connection closed while waiting for a line; buffered {self._buf!r}")
-            self._buf += chunk
+            self._receive()
         raw, self._buf = self._buf.split(b"\r\n", 1)
         return raw.decode("utf-8", "replace")
 
     def lines(self, count: int) -> list[str]:
         """Read ``count`` reply lines."""
-        return [self.line() for _ in range(count)]
+        found = self._buf.count(b"\r\n")
+        while found < count:
+            before = len(self._buf)
+            self._receive()
+            # Count only in the new bytes (and a CRLF split across reads).
+            found += self._buf.count(b"\r\n", max(0, before - 1))
+        *taken, rest = self._buf.split(b"\r\n", count)
+        self._buf = rest
+        return [raw.decode("utf-8", "replace") for raw in taken]
 
     def reply(self) -> list[str]:
         """Read one whole (possibly multi-line) reply; return its lines."""
