@@ -408,8 +408,9 @@ def test_handle_starttls_that_raises_refuses(
 # -- Implicit TLS --------------------------------------------------------------
 
 
+@pytest.mark.parametrize("starttls_context", [False, True], ids=["implicit", "both"])
 def test_implicit_tls_counts_as_tls_for_auth(
-    loop_kind: str, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+    loop_kind: str, starttls_context: bool, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
 ) -> None:
     handler = Recorder()
     with (
@@ -417,7 +418,7 @@ def test_implicit_tls_counts_as_tls_for_auth(
             handler,
             loop_kind,
             implicit_tls=server_tls,
-            tls_context=server_tls,
+            tls_context=server_tls if starttls_context else None,
             authenticator=MemoryAuthenticator(USERS),
             auth_required=True,
         ) as server,
@@ -427,7 +428,7 @@ def test_implicit_tls_counts_as_tls_for_auth(
         keywords = ehlo_keywords(text.decode())
         assert "AUTH" in keywords
         assert "STARTTLS" not in keywords
-        assert client.docmd("STARTTLS")[0] >= 500
+        assert client.docmd("STARTTLS") == (554, b"5.5.1 Error: TLS already active")
         assert client.login("anne", "correct horse")[0] == 235
         assert client.sendmail("a@example.com", ["b@example.com"], MESSAGE) == {}
     session, _ = handler.messages[0]
