@@ -46,6 +46,7 @@ __all__ = [
     "MISSING",
     "SMTP",
     "AuthCallbackType",
+    "AuthMechanismType",
     "AuthResult",
     "AuthenticatorType",
     "Envelope",
@@ -63,6 +64,9 @@ __ident__ = f"smtpkit {__version__}"
 DATA_SIZE_DEFAULT = 33_554_432
 CALL_LIMIT_DEFAULT = 20
 BOGUS_LIMIT = 5
+#: The type of an ``auth_<NAME>`` mechanism: called with the server and the
+#: AUTH arguments, it returns an awaitable of the outcome.
+AuthMechanismType = Callable[["SMTP", list[str]], Awaitable[Any]]
 
 
 class TLSSetupException(Exception):
