@@ -250,6 +250,7 @@ class App(Scaffold):
             stop: set it to stop the server gracefully.
         """
         config = config if config is not None else self.config
+        self._compile("app.serve()")
         factory = self.protocol_factory(config)
         await _server.serve(
             factory, config, lifespan=self._lifespan_context(), ready=ready, stop=stop

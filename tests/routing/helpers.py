@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import smtplib
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -24,13 +24,11 @@ MESSAGE = b"From: anne@example.com\r\nTo: bart@example.com\r\nSubject: A test\r\
 
 
 @dataclass
-class Served:
-    """An app being served by :func:`serve_app`."""
+class Serving:
+    """A ``serve()`` call running in a portal."""
 
-    app: App
     port: int
     addresses: list[Any]
-    config: ServerConfig
     portal: BlockingPortal
     stop_event: anyio.Event
     future: Future[None]
@@ -46,16 +44,26 @@ class Served:
         self.future.result(TIMEOUT)
 
 
+@dataclass
+class Served(Serving):
+    """An app being served by the ``serve_app`` fixture."""
+
+    app: App | None = None
+    config: ServerConfig | None = None
+
+
 ServeApp = Callable[..., Served]
+#: ``run(ready, stop)``: a call to ``serve()`` with those two arguments.
+ServeCall = Callable[[Callable[[list[Any]], object], anyio.Event], Awaitable[None]]
 
 
-def start(portal: BlockingPortal, app: App, config: ServerConfig) -> Served:
-    """Start ``app.serve()`` in ``portal``; return once it listens."""
+def start_serving(portal: BlockingPortal, run: ServeCall) -> Serving:
+    """Start ``run(ready, stop)`` in ``portal``; return once it called ``ready``."""
     stop = portal.call(anyio.Event)
     bound: queue.Queue[list[Any]] = queue.Queue()
 
     async def serve() -> None:
-        await app.serve(config=config, ready=bound.put, stop=stop)
+        await run(bound.put, stop)
 
     future = portal.start_task_soon(serve)
     while True:
@@ -65,9 +73,19 @@ def start(portal: BlockingPortal, app: App, config: ServerConfig) -> Served:
         except queue.Empty:
             if future.done():
                 future.result()
-                pytest.fail("app.serve() returned without calling ready()")
+                pytest.fail("serve() returned without calling ready()")
     port = addresses[0][1] if isinstance(addresses[0], tuple) else 0
-    return Served(app, port, addresses, config, portal, stop, future)
+    return Serving(port, addresses, portal, stop, future)
+
+
+def start(portal: BlockingPortal, app: App, config: ServerConfig) -> Served:
+    """Start ``app.serve()`` in ``portal``; return once it listens."""
+
+    async def run(ready: Callable[[list[Any]], object], stop: anyio.Event) -> None:
+        await app.serve(config=config, ready=ready, stop=stop)
+
+    serving = start_serving(portal, run)
+    return Served(**vars(serving), app=app, config=config)
 
 
 def served_config(app: App, settings: dict[str, Any]) -> ServerConfig:
