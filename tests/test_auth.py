@@ -965,3 +965,25 @@ def test_documented_one_time_mechanism() -> None:
         assert client.command("AUTH X-ONE-TIME ???") == BAD_BASE64
         assert client.command("AUTH X-ONE-TIME")[0] == 334
         assert client.command("*") == ABORTED
+
+
+def test_tokens_never_logged(caplog: pytest.LogCaptureFixture) -> None:
+    secret = "ya29.secret-token-value"
+    caplog.set_level(logging.DEBUG)
+    accept = OAuthAuthenticator(lambda token: token.token == secret)
+    with serving(OAuthHandler(), authenticator=accept, auth_require_tls=False) as server:
+        dialogs = [
+            [f"AUTH XOAUTH2 {xoauth2(USER, secret)}"],
+            [f"AUTH OAUTHBEARER {oauthbearer(USER, secret + 'x')}", "AQ=="],
+            ["AUTH XOAUTH2", xoauth2(USER, secret + "y"), ""],
+            [f"AUTH XOAUTH2 {b64('auth=Bearer ' + secret)}"],  # malformed: no terminator
+        ]
+        for dialog in dialogs:
+            with greeted(server.port) as client:
+                for line in dialog:
+                    code, _ = client.command(line)
+                assert code in (235, 501, 535)
+    assert caplog.records
+    for record in caplog.records:
+        assert secret not in record.getMessage()
+        assert b64(secret)[:16] not in record.getMessage()
