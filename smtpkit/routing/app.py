@@ -23,7 +23,7 @@ from .. import server as _server
 from ..config import ServerConfig
 from ..smtp import SMTP
 from .blueprint import Blueprint, BlueprintSetupState
-from .compiler import AppBinding, binding_for, compile_smtp_class
+from .compiler import AppBinding, CompiledSMTP, binding_for, compile_smtp_class
 from .delivery import ExceptionMapper, Router
 from .handler import AppHandler, compile_handler
 from .registry import CommandSpec, Entry, HookSpec, Owner, Registry, Route, RouteSpec, Spec
@@ -68,7 +68,7 @@ class App(Scaffold):
         self.server_class = server_class
         self._registry = Registry()
         self._blueprints: dict[str, Blueprint] = {}
-        self._compiled: tuple[type[SMTP], AppHandler, AppBinding] | None = None
+        self._compiled: tuple[type[CompiledSMTP], AppHandler, AppBinding] | None = None
         self._frozen_by = ""
 
     def __repr__(self) -> str:
@@ -172,7 +172,7 @@ class App(Scaffold):
 
     # -- compiling -----------------------------------------------------------
 
-    def build(self) -> tuple[type[SMTP], AppHandler]:
+    def build(self) -> tuple[type[CompiledSMTP], AppHandler]:
         """Compile the app (once) into its SMTP class and handler.
 
         Returns:
@@ -181,7 +181,7 @@ class App(Scaffold):
         """
         return self._compile("build()")[:2]
 
-    def _compile(self, by: str) -> tuple[type[SMTP], AppHandler, AppBinding]:
+    def _compile(self, by: str) -> tuple[type[CompiledSMTP], AppHandler, AppBinding]:
         if self._compiled is None:
             registry = self._registry
             errors = ExceptionMapper(registry.exception_handlers)
@@ -193,7 +193,7 @@ class App(Scaffold):
         return self._compiled
 
     @property
-    def smtp_class(self) -> type[SMTP]:
+    def smtp_class(self) -> type[CompiledSMTP]:
         """The compiled SMTP subclass (compiles the app)."""
         return self._compile("app.smtp_class")[0]
 

@@ -6,7 +6,7 @@ The result is an ordinary subclass, as if written by hand:
   ``@syntax``, so the server's dispatch table and HELP find it;
 * each AUTH mechanism becomes an ``auth_<NAME>`` method named with
   ``@auth_mechanism``;
-* :class:`AppSMTPMixin` adds what every app needs: the app's handler and
+* :class:`CompiledSMTP` adds what every app needs: the app's handler and
   config as defaults, the lifespan state copied into each new session, and
   an authenticator that runs off the event loop.
 
@@ -28,7 +28,7 @@ from ..smtp import SMTP, Session, syntax
 from ._calls import AsyncCall, is_async, to_async
 from .registry import AuthenticatorSpec, CommandSpec, Entry, MechanismSpec, Registry
 
-__all__ = ["AppBinding", "AppSMTPMixin", "compile_smtp_class", "mechanism_attribute"]
+__all__ = ["AppBinding", "CompiledSMTP", "compile_smtp_class", "mechanism_attribute"]
 
 log = logging.getLogger("smtpkit.routing")
 
@@ -68,8 +68,12 @@ class AppBinding:
             self.auth_call = to_async(self.authenticator)
 
 
-class AppSMTPMixin(_Base):
-    """Placed before the base class (SMTP, LMTP, …) of every compiled class."""
+class CompiledSMTP(_Base):
+    """The first base of every compiled class, before SMTP, LMTP or a subclass.
+
+    ``cls(handler=None, **kwargs)``: the handler defaults to the app's, and
+    ``config`` to the app's config; other keywords are those of SMTP.
+    """
 
     _app: ClassVar[AppBinding]
     _defer_auth = False
@@ -139,7 +143,7 @@ def _checked(result: Any) -> AuthResult:
 
 def compile_smtp_class(
     registry: Registry, *, base: type[SMTP], binding: AppBinding, name: str
-) -> type[SMTP]:
+) -> type[CompiledSMTP]:
     """Build the app's SMTP subclass.
 
     Args:
@@ -149,7 +153,7 @@ def compile_smtp_class(
         name: the class name.
 
     Returns:
-        A new subclass of ``base``.
+        A new subclass of ``base`` (and of :class:`CompiledSMTP`).
     """
     namespace: dict[str, Any] = {
         "__module__": __name__,
@@ -162,8 +166,8 @@ def compile_smtp_class(
     for mechanism in registry.mechanisms.values():
         attribute = mechanism_attribute(mechanism.spec.name)
         namespace[attribute] = _mechanism_method(mechanism, attribute)
-    cls = type(name, (AppSMTPMixin, base), namespace)
-    assert issubclass(cls, SMTP)
+    cls = type(name, (CompiledSMTP, base), namespace)
+    assert issubclass(cls, CompiledSMTP) and issubclass(cls, SMTP)
     return cls
 
 

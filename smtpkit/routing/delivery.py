@@ -45,8 +45,8 @@ class ExceptionMapper:
     A handler that returns no string, or raises, gives ``451 4.3.0``.
     """
 
-    def __init__(self, entries: Mapping[type[BaseException], Entry[ExceptionSpec]]) -> None:
-        self._calls: dict[type[BaseException], AsyncCall] = {
+    def __init__(self, entries: Mapping[type[Exception], Entry[ExceptionSpec]]) -> None:
+        self._calls: dict[type[Exception], AsyncCall] = {
             exc_type: to_async(entry.spec.func) for exc_type, entry in entries.items()
         }
 

@@ -97,7 +97,7 @@ class AuthenticatorSpec:
 class ExceptionSpec:
     """``@exception_handler``: maps an exception type to a reply."""
 
-    exc_type: type[BaseException]
+    exc_type: type[Exception]
     func: Callable[..., Any]
 
 
@@ -154,7 +154,7 @@ class Registry:
         self.hooks: dict[str, list[Entry[HookSpec]]] = {}
         self.mechanisms: dict[str, Entry[MechanismSpec]] = {}
         self.authenticator: Entry[AuthenticatorSpec] | None = None
-        self.exception_handlers: dict[type[BaseException], Entry[ExceptionSpec]] = {}
+        self.exception_handlers: dict[type[Exception], Entry[ExceptionSpec]] = {}
         self.routes: dict[str, Route] = {}
 
     def add(self, spec: Spec, owner: Owner) -> None:

@@ -85,6 +85,7 @@ class Scaffold(ABC):
         Raises:
             ValueError: the name is not a valid verb.
         """
+        _check_verb(name)
 
         def decorator(func: CommandT) -> CommandT:
             self.add_command(
@@ -134,6 +135,7 @@ class Scaffold(ABC):
         Raises:
             ValueError: ``verb`` has no handler hook.
         """
+        _check_hook_verb(verb)
 
         def decorator(func: HookT) -> HookT:
             self.add_hook(verb, func)
@@ -147,9 +149,7 @@ class Scaffold(ABC):
         Returns:
             ``func``, unchanged.
         """
-        name = str(verb).upper()
-        if name not in HOOK_VERBS:
-            raise ValueError(f"hook verb {verb!r}: expected one of {', '.join(HOOK_VERBS)}")
+        name = _check_hook_verb(verb)
         _check_callable(func, f"hook {name!r}")
         self._add(HookSpec(name, func), once=True)
         return func
@@ -172,6 +172,7 @@ class Scaffold(ABC):
         Raises:
             ValueError: the name has other characters.
         """
+        _check_mechanism_name(name)
 
         def decorator(func: MechanismT) -> MechanismT:
             self.add_auth_mechanism(name, func)
@@ -234,7 +235,7 @@ class Scaffold(ABC):
     # -- exceptions ----------------------------------------------------------
 
     def exception_handler(
-        self, exc_type: type[BaseException]
+        self, exc_type: type[Exception]
     ) -> Callable[[ExceptionHandlerT], ExceptionHandlerT]:
         """Map an exception raised by a command, hook or route to an SMTP reply.
 
@@ -248,6 +249,7 @@ class Scaffold(ABC):
         Returns:
             A decorator returning the function unchanged.
         """
+        _check_exception_type(exc_type)
 
         def decorator(func: ExceptionHandlerT) -> ExceptionHandlerT:
             self.add_exception_handler(exc_type, func)
@@ -256,7 +258,7 @@ class Scaffold(ABC):
         return decorator
 
     def add_exception_handler(
-        self, exc_type: type[BaseException], func: ExceptionHandlerT
+        self, exc_type: type[Exception], func: ExceptionHandlerT
     ) -> ExceptionHandlerT:
         """Register an exception handler (the plain form of :meth:`exception_handler`).
 
@@ -266,8 +268,7 @@ class Scaffold(ABC):
         Raises:
             TypeError: ``exc_type`` is not an exception class.
         """
-        if not (isinstance(exc_type, type) and issubclass(exc_type, Exception)):
-            raise TypeError(f"exception_handler({exc_type!r}): expected an Exception subclass")
+        _check_exception_type(exc_type)
         _check_callable(func, f"the exception handler for {exc_type.__qualname__}")
         self._add(ExceptionSpec(exc_type, func), once=True)
         return func
@@ -301,6 +302,7 @@ class Scaffold(ABC):
         Raises:
             ValueError: an invalid pattern or capture regex.
         """
+        RecipientPattern.parse(pattern, {**(captures or {}), **regexes})
 
         def decorator(func: RouteT) -> RouteT:
             self.add_route(pattern, func, name=name, captures=captures, **regexes)
@@ -339,6 +341,18 @@ def _check_verb(name: str) -> str:
             "starting with a letter (such as 'PING')"
         )
     return verb
+
+
+def _check_hook_verb(verb: str) -> str:
+    name = verb.upper() if isinstance(verb, str) else ""
+    if name not in HOOK_VERBS:
+        raise ValueError(f"hook verb {verb!r}: expected one of {', '.join(HOOK_VERBS)}")
+    return name
+
+
+def _check_exception_type(exc_type: Any) -> None:
+    if not (isinstance(exc_type, type) and issubclass(exc_type, Exception)):
+        raise TypeError(f"exception_handler({exc_type!r}): expected an Exception subclass")
 
 
 def _check_callable(func: Any, what: str) -> None:
