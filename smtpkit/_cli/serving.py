@@ -1,0 +1,141 @@
+"""One serving process: ``anyio.run`` around :func:`smtpkit.server.serve`, with signals.
+
+The first SIGTERM or SIGINT stops accepting connections and lets the sessions in
+flight finish (``workers.graceful_timeout``); the process then exits 0. A second
+signal exits at once, with status 128 + the signal number. A worker also stops when
+its supervisor disappears (its parent process changes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from .._version import __version__
+from ..config import ServerConfig
+from ..smtp import SMTP
+from .banner import extensions, features, format_address, safety_warnings
+from .options import UsageError
+
+__all__ = ["ServePlan", "serve_in_process"]
+
+log = logging.getLogger("smtpkit.cli")
+
+Ready = Callable[[list[Any]], object]
+#: ``serve(ready, stop)``: serves until ``stop`` is set.
+ServeFunc = Callable[[Ready, anyio.Event], Awaitable[None]]
+#: Seconds between two checks that a worker's supervisor is still there.
+PARENT_CHECK = 1.0
+
+
+@dataclass
+class ServePlan:
+    """What one process serves, and how it introduces itself.
+
+    Attributes:
+        serve: runs the server until its ``stop`` event is set.
+        probe: builds an unconnected protocol (to read its extensions).
+        config: the config it serves with.
+        title: what is served, for the first log line.
+        default_app: whether it is the embedded default (for the warnings).
+        worker: the worker index under a supervisor, or None.
+    """
+
+    serve: ServeFunc
+    probe: Callable[[], SMTP]
+    config: ServerConfig
+    title: str
+    default_app: bool = False
+    worker: int | None = None
+    error: BaseException | None = field(default=None, init=False)
+
+
+def serve_in_process(plan: ServePlan) -> None:
+    """Serve until stopped by a signal.
+
+    Args:
+        plan: what to serve.
+
+    Raises:
+        UsageError: uvloop is asked for but not installed, or the TLS files cannot be
+            loaded.
+        OSError: the address cannot be bound.
+    """
+    use_uvloop = plan.config.loop == "uvloop"
+    if use_uvloop and importlib.util.find_spec("uvloop") is None:
+        raise UsageError(
+            "loop = 'uvloop': uvloop is not installed; install it (pip install "
+            "'smtpkit[uvloop]') or use --loop asyncio"
+        )
+    anyio.run(_main, plan, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+    if plan.error is not None:
+        raise plan.error
+
+
+async def _main(plan: ServePlan) -> None:
+    stop = anyio.Event()
+    who = f"worker {plan.worker}" if plan.worker is not None else f"smtpkit {__version__}"
+    log.info("%s (pid %d): serving %s", who, os.getpid(), plan.title)
+    async with anyio.create_task_group() as group:
+        group.start_soon(_watch_signals, stop, plan.config)
+        if plan.worker is not None:
+            group.start_soon(_watch_parent, stop, os.getppid())
+        try:
+            await plan.serve(lambda addresses: _ready(plan, addresses), stop)
+        except Exception as exc:
+            plan.error = exc
+        finally:
+            group.cancel_scope.cancel()
+    log.info("stopped")
+
+
+def _ready(plan: ServePlan, addresses: list[Any]) -> None:
+    config = plan.config
+    tls = " (implicit TLS)" if config.tls.implicit else ""
+    for address in addresses:
+        log.info("listening on %s%s", format_address(address), tls)
+    protocol = plan.probe()
+    log.info("extensions: %s", extensions(protocol, config))
+    log.info("options: %s", features(protocol, config))
+    if plan.worker is None or plan.worker == 1:
+        for warning in safety_warnings(protocol, config, default_app=plan.default_app):
+            log.warning("unsafe setting: %s", warning)
+
+
+async def _watch_signals(stop: anyio.Event, config: ServerConfig) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if stop.is_set():
+                log.warning("%s received again: exiting at once", name)
+                _flush()
+                os._exit(128 + signum)
+            log.info(
+                "%s received: no new connections; open sessions get up to %g s to finish "
+                "(send it again to exit at once)",
+                name,
+                config.workers.graceful_timeout,
+            )
+            stop.set()
+
+
+async def _watch_parent(stop: anyio.Event, parent: int) -> None:
+    while os.getppid() == parent:
+        await anyio.sleep(PARENT_CHECK)
+    log.warning("the supervisor (pid %d) is gone: stopping", parent)
+    stop.set()
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()

@@ -1,0 +1,349 @@
+"""The ``smtpkit`` command (also ``python -m smtpkit``).
+
+* ``smtpkit run [TARGET]``: serve an App, a handler object, or (without TARGET) the
+  embedded default that stores every message in a Maildir;
+* ``smtpkit routes [TARGET]``: what an app has registered;
+* ``smtpkit check [TARGET] --rcpt ADDRESS``: which route takes an address, or why none;
+* ``smtpkit passwd …``: manage a password file (:mod:`smtpkit.auth.passwd`).
+
+Exit status: 0 on success (and after a graceful stop), 1 when serving failed (the
+address cannot be bound, the target's module raised while importing) or ``check``
+found no route, 2 for a usage or configuration error. ``docs/cli.md`` is the
+reference; a test keeps it in step with ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._cli.discovery import Target, TargetImportError, load_target, source_roots
+from ._cli.options import UsageError, add_server_flags, flag_arguments
+from ._cli.settings import config_file, load_config
+from ._version import __version__
+from .config import ConfigError, ServerConfig
+
+if TYPE_CHECKING:
+    from ._cli.serving import ServePlan
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+#: The environment variable read when TARGET is not given.
+ENV_TARGET = "SMTPKIT_APP"
+
+log = logging.getLogger("smtpkit.cli")
+
+_TARGET_HELP = (
+    "what to serve: 'module:app', 'module:create_app()' (literal arguments only), "
+    "'path/to/file.py:app', or 'module' alone (finds app, application, the only App, or "
+    "create_app()/make_app()); may name an SMTP handler object too. Default: "
+    f"${ENV_TARGET}, else the embedded default that stores every message in a Maildir"
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``smtpkit`` command.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["passwd"]:
+        from .auth.passwd import main as passwd_main
+
+        return passwd_main(arguments[1:], prog="smtpkit passwd")
+    namespace = build_parser().parse_args(arguments)
+    prog = f"smtpkit {namespace.command}"
+    try:
+        status: int = namespace.func(namespace)
+    except UsageError as exc:
+        return _fail(prog, str(exc), EXIT_USAGE)
+    except TargetImportError as exc:
+        print(f"{prog}: error: {exc}; its traceback:", file=sys.stderr)
+        cause = exc.__cause__ or exc
+        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        return EXIT_FAILURE
+    return status
+
+
+def _fail(prog: str, message: str, status: int) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+# -- the parser ----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``smtpkit`` and its subcommands.
+
+    Returns:
+        The parser; each subcommand stores its function as ``func``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="smtpkit",
+        description="Run and inspect smtpkit SMTP servers.",
+        allow_abbrev=False,
+    )
+    _add_version(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_run(commands)
+    _add_routes(commands)
+    _add_check(commands)
+    commands.add_parser(
+        "passwd",
+        help="manage a password file (smtpkit passwd --help)",
+        add_help=False,
+        allow_abbrev=False,
+    )
+    return parser
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    version = f"smtpkit {__version__} (Python {platform.python_version()})"
+    parser.add_argument("--version", action="version", version=version)
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="serve an app, a handler, or the embedded default",
+        description="Serve TARGET until SIGTERM or SIGINT (then finish open sessions).",
+        allow_abbrev=False,
+    )
+    run.add_argument("target", nargs="?", metavar="TARGET", help=_TARGET_HELP)
+    run.add_argument("--config", metavar="FILE", help="TOML config file [SMTPKIT_CONFIG]")
+    run.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when a .py file of the project changes (for development)",
+    )
+    _add_version(run)
+    add_server_flags(run)
+    # Set by the worker supervisor on the command lines of its workers.
+    run.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    run.set_defaults(func=_run)
+
+
+def _add_routes(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    routes = commands.add_parser(
+        "routes",
+        help="list an app's commands, hooks, AUTH mechanisms, blueprints and routes",
+        description="List what TARGET has registered.",
+        allow_abbrev=False,
+    )
+    routes.add_argument("target", nargs="?", metavar="TARGET", help=_TARGET_HELP)
+    routes.set_defaults(func=_routes)
+
+
+def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser(
+        "check",
+        help="say which route would take a recipient address, or why none",
+        description="Say which recipient route of TARGET takes each ADDRESS (exit 1 if none).",
+        allow_abbrev=False,
+    )
+    check.add_argument("target", nargs="?", metavar="TARGET", help=_TARGET_HELP)
+    check.add_argument(
+        "--rcpt",
+        metavar="ADDRESS",
+        action="append",
+        required=True,
+        help="a recipient address, as in RCPT TO (repeat for several)",
+    )
+    check.set_defaults(func=_check)
+
+
+# -- smtpkit routes / check ----------------------------------------------------------------
+
+
+def _target_or_default(text: str | None) -> Target:
+    text = text or os.environ.get(ENV_TARGET) or None
+    if text is not None:
+        return load_target(text)
+    from .default_app import create_handler
+
+    return Target("the embedded default", "handler", create_handler(ServerConfig().maildir))
+
+
+def _routes(namespace: argparse.Namespace) -> int:
+    from ._cli.inspect import routes_lines
+
+    print("\n".join(routes_lines(_target_or_default(namespace.target))))
+    return EXIT_OK
+
+
+def _check(namespace: argparse.Namespace) -> int:
+    from ._cli.inspect import check_lines
+
+    target = _target_or_default(namespace.target)
+    status = EXIT_OK
+    for address in namespace.rcpt:
+        taken, lines = check_lines(target, address)
+        print("\n".join(lines))
+        status = status if taken else EXIT_FAILURE
+    return status
+
+
+# -- smtpkit run ---------------------------------------------------------------------------
+
+
+def _run(namespace: argparse.Namespace) -> int:
+    namespace.target = namespace.target or os.environ.get(ENV_TARGET) or None
+    if namespace.reload and namespace.worker is None:
+        return _run_with_reload(namespace)
+    target = load_target(namespace.target) if namespace.target else None
+    base = target.obj.config if target is not None and target.kind == "app" else None
+    config = load_config(namespace, base)
+    configure_logging(config.log_level)
+    if namespace.worker is not None:
+        config = config.replace(**{"listen.reuse_port": True, "workers.count": 1})
+        return _serve(target, config, worker=namespace.worker)
+    if config.workers.count > 1:
+        return _run_workers(namespace, target, config)
+    return _serve(target, config)
+
+
+def _child_arguments(namespace: argparse.Namespace, *, skip: Sequence[str] = ()) -> list[str]:
+    """``run`` arguments reproducing this command, for a worker or a reload child."""
+    arguments = ["run"]
+    if namespace.target:
+        arguments.append(namespace.target)
+    if namespace.config:
+        arguments.append(f"--config={namespace.config}")
+    return arguments + flag_arguments(namespace, skip=skip)
+
+
+def _serve(target: Target | None, config: ServerConfig, *, worker: int | None = None) -> int:
+    from ._cli.serving import serve_in_process
+
+    plan = _plan(target, config)
+    plan.worker = worker
+    try:
+        serve_in_process(plan)
+    except ConfigError as exc:
+        return _fail("smtpkit run", str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return _fail("smtpkit run", exc.strerror or str(exc), EXIT_FAILURE)
+    return EXIT_OK
+
+
+def _plan(target: Target | None, config: ServerConfig) -> ServePlan:
+    from ._cli.serving import ServePlan
+    from .server import serve
+    from .smtp import SMTP
+
+    if target is not None and target.kind == "app":
+        app = target.obj
+        return ServePlan(
+            lambda ready, stop: app.serve(config=config, ready=ready, stop=stop),
+            app.protocol_factory(config),
+            config,
+            target.describe(),
+        )
+    if target is None:
+        from .default_app import create_handler
+
+        handler = create_handler(config.maildir)
+        title = f"the embedded default, storing every message in {os.path.abspath(config.maildir)}"
+    else:
+        handler, title = target.obj, target.describe()
+
+    def factory() -> SMTP:
+        return SMTP(handler, config=config)
+
+    return ServePlan(
+        lambda ready, stop: serve(factory, config, ready=ready, stop=stop),
+        factory,
+        config,
+        title,
+        default_app=target is None,
+    )
+
+
+def _run_workers(namespace: argparse.Namespace, target: Target | None, config: ServerConfig) -> int:
+    from ._cli.children import smtpkit_command
+    from .workers import WorkerPool, reserve_port, supervise
+
+    if config.listen.unix_socket:
+        raise UsageError(
+            f"workers.count = {config.workers.count}: several workers need a TCP address, "
+            f"not listen.unix_socket = {config.listen.unix_socket!r}"
+        )
+    try:
+        placeholder, port = reserve_port(config)
+    except OSError as exc:
+        return _fail("smtpkit run", exc.strerror or str(exc), EXIT_FAILURE)
+    arguments = _child_arguments(namespace, skip=("--port", "--workers"))
+    what = target.describe() if target is not None else "the embedded default"
+    log.info(
+        "smtpkit %s (pid %d): %d workers serving %s on port %d (SO_REUSEPORT)",
+        __version__,
+        os.getpid(),
+        config.workers.count,
+        what,
+        port,
+    )
+    pool = WorkerPool(
+        command=lambda index: smtpkit_command([*arguments, f"--port={port}", f"--worker={index}"]),
+        count=config.workers.count,
+        graceful_timeout=config.workers.graceful_timeout,
+    )
+    with placeholder:
+        return supervise(pool)
+
+
+def _run_with_reload(namespace: argparse.Namespace) -> int:
+    from ._cli.children import smtpkit_command
+    from .reload import run_with_reloader
+
+    config = load_config(namespace)
+    configure_logging(config.log_level)
+    roots = source_roots(namespace.target) if namespace.target else []
+    path = config_file(namespace, os.environ)
+    files = [Path(path)] if path else []
+    where = ", ".join(map(str, [*roots, *files])) or "nothing (no TARGET, no config file)"
+    log.info("smtpkit %s: reloading on changes in %s", __version__, where)
+    command = smtpkit_command(_child_arguments(namespace))
+    return run_with_reloader(command, roots, files, grace=config.workers.graceful_timeout)
+
+
+# -- logging -------------------------------------------------------------------------------
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr: time, pid, level, logger and message, one line per record.
+
+    Args:
+        level: one of ``LOG_LEVELS``.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
+        )
+    )
+    handler.addFilter(_without_engine_listening)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.captureWarnings(True)
+
+
+def _without_engine_listening(record: logging.LogRecord) -> bool:
+    # The engine logs its bound addresses as tuples; the command prints them itself,
+    # formatted (host:port), with the extensions.
+    return not (record.name == "smtpkit.server" and record.msg == "listening on %s")

@@ -1,0 +1,194 @@
+"""The embedded default: what ``smtpkit run`` serves when no TARGET is given.
+
+It accepts every message for every recipient (it is meant for development and
+tests: point an application's SMTP settings at it and read what it sent), stores each
+message durably in a Maildir with :class:`smtpkit.handlers.Mailbox` (written to
+``tmp/``, fsync'ed, renamed into ``new/`` before the ``250``) and prints one line per
+stored message on standard output, flushed at once::
+
+    2026-01-31T09:30:12+00:00 from=<alice@example.com> to=<bob@example.com> size=9 subject="Hi"
+
+The line is written only after the message is on disk. Behind a load balancer that
+speaks the PROXY protocol, the line also shows the original client (``client=``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.errors
+import email.header
+import email.parser
+import email.policy
+import json
+import os
+import sys
+import weakref
+from dataclasses import dataclass, field
+from typing import IO
+
+from .handlers import Mailbox
+from .proxy_protocol import ProxyData
+from .smtp import SMTP, Envelope, Session
+
+__all__ = ["DefaultHandler", "MessageLine", "create_handler"]
+
+#: How much of the start of a message is kept to read its Subject from.
+HEADER_LIMIT = 64 * 1024
+
+
+@dataclass
+class _Seen:
+    """What the handler noticed about one message as it streamed past."""
+
+    size: int = 0
+    head: bytearray = field(default_factory=bytearray)
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if (
+            len(self.head) < HEADER_LIMIT
+            and b"\n\n" not in self.head
+            and b"\r\n\r\n" not in self.head
+        ):
+            self.head += chunk[: HEADER_LIMIT - len(self.head)]
+
+
+@dataclass(frozen=True)
+class MessageLine:
+    """The facts printed for one stored message."""
+
+    time: datetime.datetime
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    size: int
+    subject: str | None
+    client: str | None = None
+
+    def __str__(self) -> str:
+        parts = [
+            self.time.isoformat(timespec="seconds"),
+            f"from=<{_one_line(self.mail_from)}>",
+            "to=" + ",".join(f"<{_one_line(rcpt)}>" for rcpt in self.rcpt_tos),
+            f"size={self.size}",
+            "subject="
+            + (json.dumps(self.subject, ensure_ascii=False) if self.subject is not None else "-"),
+        ]
+        if self.client is not None:
+            parts.append(f"client={self.client}")
+        return " ".join(parts)
+
+
+class DefaultHandler(Mailbox):
+    """A :class:`~smtpkit.handlers.Mailbox` that prints a line per stored message.
+
+    Args:
+        mail_dir: the Maildir (created when missing).
+        stream: where the lines go (default: standard output, looked up at each line).
+    """
+
+    def __init__(self, mail_dir: str | os.PathLike[str], stream: IO[str] | None = None) -> None:
+        super().__init__(mail_dir)
+        self._stream = stream
+        self._seen: weakref.WeakKeyDictionary[Envelope, _Seen] = weakref.WeakKeyDictionary()
+
+    async def handle_PROXY(
+        self, server: SMTP, session: Session, envelope: Envelope, proxy_data: ProxyData
+    ) -> bool:
+        """Believe the PROXY header; only ``proxy_protocol.trusted_networks`` may send one.
+
+        Returns:
+            True: the session goes on.
+        """
+        return True
+
+    async def handle_DATA_CHUNK(
+        self, server: SMTP, session: Session, envelope: Envelope, chunk: bytes
+    ) -> None:
+        """Note the size and the headers, then store the chunk (see Mailbox)."""
+        seen = self._seen.get(envelope)
+        if seen is None:
+            seen = self._seen[envelope] = _Seen()
+        seen.add(chunk)
+        await super().handle_DATA_CHUNK(server, session, envelope, chunk)
+
+    async def handle_DATA_ABORT(
+        self, server: SMTP, session: Session, envelope: Envelope, reason: str
+    ) -> None:
+        """Forget a cut-off transfer (see Mailbox)."""
+        self._seen.pop(envelope, None)
+        await super().handle_DATA_ABORT(server, session, envelope, reason)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        """Store the message; once it is on disk, print its line.
+
+        Returns:
+            Mailbox's reply: ``250 OK``, or ``451`` when the message could not be stored.
+        """
+        seen = self._seen.pop(envelope, None) or _seen_in_content(envelope)
+        reply = await super().handle_DATA(server, session, envelope)
+        if reply.startswith("250"):
+            self._print(describe(session, envelope, seen))
+        return reply
+
+    def _print(self, line: MessageLine) -> None:
+        stream = self._stream if self._stream is not None else sys.stdout
+        print(line, file=stream, flush=True)
+
+
+def _seen_in_content(envelope: Envelope) -> _Seen:
+    """For a message that did not stream (empty, or a non-streaming server)."""
+    seen = _Seen()
+    content = envelope.original_content
+    if content is None and isinstance(envelope.content, bytes):
+        content = envelope.content
+    seen.add(bytes(content or b""))
+    return seen
+
+
+def describe(session: Session, envelope: Envelope, seen: _Seen) -> MessageLine:
+    """The line of one stored message."""
+    return MessageLine(
+        time=datetime.datetime.now(datetime.timezone.utc).astimezone(),
+        mail_from=envelope.mail_from or "",
+        rcpt_tos=tuple(envelope.rcpt_tos),
+        size=seen.size,
+        subject=_subject(bytes(seen.head)),
+        client=_proxied_client(session),
+    )
+
+
+def _subject(head: bytes) -> str | None:
+    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
+    value = parser.parsebytes(head).get("Subject")
+    if value is None:
+        return None
+    try:
+        return str(email.header.make_header(email.header.decode_header(str(value))))
+    except (UnicodeError, LookupError, email.errors.HeaderParseError):
+        return str(value)
+
+
+def _proxied_client(session: Session) -> str | None:
+    data = session.proxy_data
+    if data is None or data.src_addr is None:
+        return None
+    if data.src_port is None:
+        return str(data.src_addr)
+    host = str(data.src_addr)
+    return f"[{host}]:{data.src_port}" if ":" in host else f"{host}:{data.src_port}"
+
+
+def _one_line(text: str) -> str:
+    return "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in text)
+
+
+def create_handler(maildir: str | os.PathLike[str]) -> DefaultHandler:
+    """The handler ``smtpkit run`` serves without a target.
+
+    Args:
+        maildir: the Maildir to store into (``ServerConfig.maildir``).
+
+    Returns:
+        A new handler.
+    """
+    return DefaultHandler(maildir)
