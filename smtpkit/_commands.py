@@ -395,7 +395,7 @@ class Commands(Connection):
                     self._buf.clear()
                 else:
                     del self._buf[:end]
-            self._data_started = self._last_activity = self.loop.time()
+            self._start_data_clock()
             while True:
                 # Chunks may pile up (even the end of data may arrive) while
                 # the hook runs: hand over everything before looking at done.

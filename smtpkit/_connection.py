@@ -125,6 +125,9 @@ class Connection(asyncio.StreamReaderProtocol):
     _call_budget: dict[str, int] | None
     _replies_sent: int
     _proxy_done = True
+    #: Start of the DATA rate window, and the message size then.
+    _rate_since = 0.0
+    _rate_size = 0
     _discarding_auth = False
     #: The last reply pushed (AUTH checks that an exchange ended with one).
     _last_reply = b""
@@ -265,6 +268,8 @@ class Connection(asyncio.StreamReaderProtocol):
         if self._reading_paused and self.transport is not None and not self._closing:
             self._reading_paused = False
             self.transport.resume_reading()  # type: ignore[attr-defined]
+            # The client was kept waiting: judge its DATA rate afresh.
+            self._rate_window_start(self.loop.time())
 
     def _next_line(self, limit: int) -> bytes | _TooLong | None:
         """Take the next complete line off the buffer (without its LF).
@@ -282,15 +287,19 @@ class Connection(asyncio.StreamReaderProtocol):
                     self._discarding_auth = buf[:5].upper() == b"AUTH "
                 self._discarding = True
                 buf.clear()
+            # Reading may have been paused while a command ran; the rest of
+            # this line is needed (or must be thrown away) to go on.
+            self._resume_reading()
             return None
         if self._discarding or end > limit:
             if not self._discarding:
                 self._discarding_auth = buf[:5].upper() == b"AUTH "
             del buf[: end + 1]
             self._discarding = False
-            return _AUTH_TOO_LONG if self._discarding_auth else _TOO_LONG
-        line = bytes(buf[:end])
-        del buf[: end + 1]
+            line: bytes | _TooLong = _AUTH_TOO_LONG if self._discarding_auth else _TOO_LONG
+        else:
+            line = bytes(buf[:end])
+            del buf[: end + 1]
         if self._reading_paused and len(buf) < _INPUT_LOW:
             self._resume_reading()
         return line
@@ -377,6 +386,13 @@ class Connection(asyncio.StreamReaderProtocol):
 
     # ------------------------------------------------------------------
     # Timeouts
+    #
+    # One timer per connection. Outside DATA it fires when the client may
+    # have been idle for ``timeout`` seconds, and re-arms itself for the time
+    # left when there was activity meanwhile. During DATA it fires every
+    # ``data_rate_window`` seconds as well, to judge the transfer rate over
+    # the window that just ended: a client that keeps sending one byte now
+    # and then is never idle, but it is too slow.
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -388,8 +404,10 @@ class Connection(asyncio.StreamReaderProtocol):
             self.transport.close()
             return
         if self._runner is not None and self._waiter is None:
-            # A command is being handled (a slow hook): that is not idling.
-            self._timer = self.loop.call_at(now + self._timeout_duration, self._on_timer)
+            # A command is being handled (a slow hook): that is not idling,
+            # and the client may be waiting for us, so its rate is not judged.
+            self._rate_window_start(now)
+            self._timer = self.loop.call_at(now + self._next_check_delay(), self._on_timer)
             return
         if self._decoder is not None and self._data_too_slow(now):
             return
@@ -399,23 +417,52 @@ class Connection(asyncio.StreamReaderProtocol):
             self._write_now(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
             self._close()
             return
-        next_check = expires
-        if self._decoder is not None:
-            next_check = min(expires, now + self.data_rate_window)
-        self._timer = self.loop.call_at(next_check, self._on_timer)
+        self._timer = self.loop.call_at(
+            min(expires, now + self._next_check_delay()), self._on_timer
+        )
+
+    def _next_check_delay(self) -> float:
+        if self._decoder is not None and self.data_min_rate:
+            return min(self._timeout_duration, self.data_rate_window)
+        return self._timeout_duration
+
+    def _start_data_clock(self) -> None:
+        """Start judging the DATA transfer rate (called when DATA starts)."""
+        now = self.loop.time()
+        self._data_started = self._last_activity = now
+        self._rate_since = now
+        self._rate_size = 0
+        timer = self._timer
+        if timer is not None and self.data_min_rate:
+            check = now + min(self._timeout_duration, self.data_rate_window)
+            if timer.when() > check:
+                timer.cancel()
+                self._timer = self.loop.call_at(check, self._on_timer)
+
+    def _rate_window_start(self, now: float) -> None:
+        decoder = self._decoder
+        if decoder is not None:
+            self._rate_since = now
+            self._rate_size = decoder.size
 
     def _data_too_slow(self, now: float) -> bool:
+        """Close the connection when the last window's DATA rate was too low."""
         decoder = self._decoder
         assert decoder is not None
-        elapsed = now - self._data_started
-        if elapsed < self.data_rate_window or not self.data_min_rate:
+        elapsed = now - self._rate_since
+        if not self.data_min_rate or elapsed < self.data_rate_window:
             return False
-        if decoder.size / elapsed >= self.data_min_rate:
+        received = decoder.size - self._rate_size
+        self._rate_window_start(now)
+        if self._reading_paused or received >= self.data_min_rate * elapsed:
+            # Paused: the server asked the client to wait (a slow DATA_CHUNK hook).
             return False
         log.info(
-            "%r DATA slower than %s B/s",
+            "%r DATA slower than %s B/s: %d bytes in %.1f s",
             self.session.peer if self.session else None,
             self.data_min_rate,
+            received,
+            elapsed,
         )
         self._write_now(f"421 4.4.2 {self.hostname} Error: data transfer too slow")
         self._close()
