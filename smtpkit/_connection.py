@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, AnyStr
 from ._data import DataDecoder
 from ._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
 from ._session import Envelope, Session
-from .auth._command import MISSING, _Missing
+from .auth._command import MISSING
 
 if TYPE_CHECKING:
     from .proxy_protocol import ProxyData
@@ -337,10 +337,20 @@ class Connection(asyncio.StreamReaderProtocol):
     async def push(self, status: AnyStr) -> None:
         """Send a reply line to the client (CRLF is added).
 
+        Replies are written in batches, when the server is about to wait for
+        the client; ``push`` itself only waits when the transport asked the
+        server to pause writing (a client that does not read its replies).
+
         Args:
             status: the reply; a str must be ASCII unless SMTPUTF8 is
                 enabled, in which case it is encoded as UTF-8.
         """
+        self._reply(status)
+        if self._write_paused:
+            await self._drain()
+
+    def _reply(self, status: str | bytes) -> None:
+        """Queue a reply line without waiting (see :meth:`push`)."""
         if isinstance(status, str):
             response = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
         else:
@@ -351,8 +361,6 @@ class Connection(asyncio.StreamReaderProtocol):
         self._last_reply = response
         if self._out_size >= _OUTPUT_FLUSH:
             self._flush()
-        if self._write_paused:
-            await self._drain()
 
     def _write_now(self, status: str) -> None:
         self._out.append(status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n")
@@ -553,10 +561,14 @@ class Connection(asyncio.StreamReaderProtocol):
     async def _run(self) -> None:
         try:
             while not self._closing:
+                if self._write_paused:
+                    await self._drain()
                 line = self._next_line(self._read_limit)
                 if line is None:
                     break
-                await self._dispatch(line)
+                command = self._parse(line)
+                if command is not None:
+                    await self._execute(*command)
                 if self._shutting_down:
                     self._say_goodbye()
         except ConnectionError:
@@ -569,27 +581,32 @@ class Connection(asyncio.StreamReaderProtocol):
             elif self._eof and not self._closing and self.transport is not None:
                 self._close()
 
-    async def _dispatch(self, line: bytes | _TooLong) -> None:
+    def _parse(
+        self, line: bytes | _TooLong
+    ) -> tuple[Callable[..., Awaitable[None]], str | None] | None:
+        """Check a command line; return its method and argument, or reply and return None.
+
+        Everything here is synchronous: a command that is refused costs no
+        coroutine and no task.
+        """
         if isinstance(line, _TooLong):
-            await self.push(line.reply)
-            return
+            self._reply(line.reply)
+            return None
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line:
-            await self.push("500 Error: bad syntax")
-            return
+            self._reply("500 Error: bad syntax")
+            return None
         if b"\x00" in line or b"\r" in line:
-            await self.push("501 5.5.2 Syntax error: NUL or bare CR in command")
-            return
+            self._reply("501 5.5.2 Syntax error: NUL or bare CR in command")
+            return None
         verb_bytes, _, arg_bytes = line.partition(b" ")
         try:
             verb = verb_bytes.decode("ascii").upper()
+            arg = arg_bytes.strip().decode("utf-8" if self.enable_SMTPUTF8 else "ascii") or None
         except UnicodeDecodeError:
-            await self.push("500 Error: bad syntax")
-            return
-        arg = await self._decode_arg(arg_bytes.strip())
-        if arg is MISSING:
-            return
+            self._reply(self._undecodable(verb_bytes))
+            return None
         assert self.session is not None
         limit = (
             self.command_size_limits.get(verb, self.command_size_limit)
@@ -597,14 +614,29 @@ class Connection(asyncio.StreamReaderProtocol):
             else self.command_size_limit
         )
         if len(line) > limit:
-            await self.push(AUTH_LINE_TOO_LONG if verb == "AUTH" else LINE_TOO_LONG)
-            return
-        if not await self._allowed(verb):
-            return
+            self._reply(AUTH_LINE_TOO_LONG if verb == "AUTH" else LINE_TOO_LONG)
+            return None
+        refusal = self._refusal(verb)
+        if refusal is not None:
+            self._reply(refusal)
+            if refusal.startswith("421"):
+                # RFC 5321 §3.8: a 421 reply means the server closes.
+                self._close()
+            return None
         method = self._verbs.get(verb)
         if method is None:
-            await self._unknown(verb)
-            return
+            self._unknown(verb)
+            return None
+        return method, arg
+
+    def _undecodable(self, verb_bytes: bytes) -> str:
+        if not verb_bytes.isascii():
+            return "500 Error: bad syntax"
+        if self.enable_SMTPUTF8:
+            return "500 5.5.2 Error: invalid UTF-8 in command"
+        return "500 Error: strict ASCII mode"
+
+    async def _execute(self, method: Callable[..., Awaitable[None]], arg: str | None) -> None:
         self._last_activity = self.loop.time()
         try:
             await method(self, arg)
@@ -613,50 +645,33 @@ class Connection(asyncio.StreamReaderProtocol):
         except Exception as error:
             await self.push(await self.handle_exception(error))
 
-    async def _decode_arg(self, arg_bytes: bytes) -> str | _Missing | None:
-        if not arg_bytes:
-            return None
-        try:
-            return arg_bytes.decode("utf-8" if self.enable_SMTPUTF8 else "ascii")
-        except UnicodeDecodeError:
-            if self.enable_SMTPUTF8:
-                await self.push("500 5.5.2 Error: invalid UTF-8 in command")
-            else:
-                await self.push("500 Error: strict ASCII mode")
-            return MISSING
-
-    async def _allowed(self, verb: str) -> bool:
-        """Apply the TLS policy and call limits before running a command."""
+    def _refusal(self, verb: str) -> str | None:
+        """Apply the TLS policy and call limits; return the refusal reply, if any."""
         if not self._tls_handshake_okay and verb != "QUIT":
-            await self.push("554 Command refused due to lack of security")
-            return False
+            return "554 Command refused due to lack of security"
         if self.require_starttls and not self._tls_active and verb not in self._allowed_before_tls:
-            await self.push("530 Must issue a STARTTLS command first")
-            return False
+            return "530 Must issue a STARTTLS command first"
         if self._call_limits is not None:
             budget = self._call_budget
             if budget is None:
                 budget = self._call_budget = {}
-            used = budget.get(verb, 0) + 1
-            budget[verb] = used
+            used = budget[verb] = budget.get(verb, 0) + 1
             if used > self._call_limits.get(verb, self._call_limits["*"]):
                 log.warning(
                     "%r sent %s too many times", self.session.peer if self.session else None, verb
                 )
-                await self.push(f"421 4.7.0 {verb} sent too many times")
-                self._close()
-                return False
-        return True
+                return f"421 4.7.0 {verb} sent too many times"
+        return None
 
     _allowed_before_tls = ALLOWED_BEFORE_STARTTLS
 
-    async def _unknown(self, verb: str) -> None:
+    def _unknown(self, verb: str) -> None:
         self._unknown_budget -= 1
         if self._unknown_budget < 1:
-            await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
+            self._reply("502 5.5.1 Too many unrecognized commands, goodbye.")
             self._close()
             return
-        await self.push(f'500 Error: command "{verb}" not recognized')
+        self._reply(f'500 Error: command "{verb}" not recognized')
 
     async def handle_exception(self, error: Exception) -> str:
         """Turn an exception raised while handling a command into a reply.
