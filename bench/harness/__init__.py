@@ -1,0 +1,1 @@
+"""The benchmark harness: starts servers and clients, measures, and reports."""

@@ -1,0 +1,126 @@
+"""Markdown tables from the raw results: medians per server, and ratios between servers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .figures import Rows, field, field_ratio, rate, rate_ratio
+from .throughput import MODES
+
+NONE = "—"
+MODE_NAMES = {"reuse": "reuse (-d)", "disconnect": "one per connection"}
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Render a Markdown table; every column but the first is right-aligned."""
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join([" --- "] + [" ---: "] * (len(header) - 1)) + "|")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def num(value: float | None, digits: int = 0) -> str:
+    """``value`` with thousands separators and ``digits`` decimals, or a dash if missing."""
+    return NONE if value is None else f"{value:,.{digits}f}"
+
+
+def times(value: float | None) -> str:
+    """A ratio such as ``4.25x``, or a dash if missing."""
+    return NONE if value is None else f"{value:.2f}x"
+
+
+def mib(kib: float | None) -> str:
+    """KiB shown as MiB with one decimal, or a dash if missing."""
+    return num(None if kib is None else kib / 1024, 1)
+
+
+def split(label: str) -> tuple[str, str, str]:
+    """(server, loop, handler) of a label such as ``smtpkit/uvloop/spool``."""
+    parts = label.split("/")
+    if parts[0] == "smtp-sink":
+        return "smtp-sink", "C", "discard"
+    return parts[0], parts[1], parts[2] if len(parts) > 2 else "sink"
+
+
+def throughput(results: dict[str, dict[str, list[float | None]]], loops: Sequence[str]) -> str:
+    """Messages per second, with smtpkit's ratio to aiosmtpd (same loop) and to smtp-sink."""
+    rows = []
+    for mode in MODES:
+        by_label = results.get(mode, {})
+        for loop in loops:
+            kit, peer = f"smtpkit/{loop}", f"aiosmtpd/{loop}"
+            rows.append(
+                [
+                    MODE_NAMES[mode],
+                    loop,
+                    num(rate(by_label, kit)),
+                    num(rate(by_label, peer)),
+                    num(rate(by_label, "smtp-sink")),
+                    times(rate_ratio(by_label, kit, peer)),
+                    times(rate_ratio(by_label, kit, "smtp-sink")),
+                ]
+            )
+    header = ["mode", "loop", "smtpkit", "aiosmtpd", "smtp-sink", "÷ aiosmtpd", "÷ smtp-sink"]
+    return table(header, rows)
+
+
+def bigmsg(results: dict[str, Rows]) -> str:
+    """Seconds and peak RSS per server and handler, with the time ratio to aiosmtpd."""
+    rows = []
+    for label, runs in results.items():
+        server, loop, handler = split(label)
+        share = field_ratio(results, label, f"aiosmtpd/{loop}/content", "seconds")
+        rows.append(
+            [
+                server,
+                handler,
+                loop,
+                num(field(runs, "seconds"), 2),
+                mib(field(runs, "peak_rss_kib")),
+                times(share) if server == "smtpkit" else NONE,
+            ]
+        )
+    header = ["server", "handler", "loop", "seconds", "peak RSS (MiB)", "time ÷ aiosmtpd"]
+    return table(header, rows)
+
+
+def idle(results: dict[str, Rows]) -> str:
+    """Sessions held and the server's memory per session."""
+    rows = []
+    for label, runs in results.items():
+        server, loop, _handler = split(label)
+        rows.append(
+            [
+                server,
+                loop,
+                num(field(runs, "held")),
+                mib(field(runs, "before_kib")),
+                mib(field(runs, "after_kib")),
+                num(field(runs, "kib_per_session"), 2),
+            ]
+        )
+    header = ["server", "loop", "sessions held", "RSS before (MiB)", "RSS after (MiB)"]
+    return table([*header, "KiB per session"], rows)
+
+
+def stall(results: dict[str, Rows]) -> str:
+    """Latency of the probe's small messages during the big uploads."""
+    rows: list[list[str]] = []
+    for label, runs in results.items():
+        server, loop, _handler = split(label)
+        figures: list[Any] = [field(runs, key) for key in ("probes", "p50_ms", "p99_ms")]
+        figures += [field(runs, "max_ms"), field(runs, "uploads_done")]
+        rows.append(
+            [
+                server,
+                loop,
+                num(figures[0]),
+                num(figures[1], 1),
+                num(figures[2], 1),
+                num(figures[3], 1),
+                num(figures[4]),
+            ]
+        )
+    header = ["server", "loop", "probe messages", "p50 (ms)", "p99 (ms)", "max (ms)"]
+    return table([*header, "uploads done"], rows)
