@@ -572,3 +572,40 @@ def test_call_limit_with_clients(server: Any, talk: Talk) -> None:
         talk(running.port, ["VRFY a@example.com", "VRFY b@example.com", "NOOP"])
     replies = talk(running.port, ["VRFY a@example.com", "VRFY b@example.com"])
     assert replies[1] == "421 4.7.0 VRFY sent too many times"
+
+
+# -- Bytes the standard clients will not send ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"NOOP \x00x", "501 5.5.2 Syntax error: NUL or bare CR in command"),
+        (b"NO\rOP", "501 5.5.2 Syntax error: NUL or bare CR in command"),
+        (b"\x80FAIL", "500 Error: bad syntax"),
+        (b"\x80 FAIL", "500 Error: bad syntax"),
+        (b"NOOP \xff", "500 Error: strict ASCII mode"),
+        (b"   ", '500 Error: command "" not recognized'),
+        (b"noop", "250 OK"),
+        (b"NOOP", "250 OK"),  # ended by a bare LF
+        (b"VRFY <a b>", "502 Could not VRFY <a b>"),
+        (b"QUIT now", "501 Syntax: QUIT"),
+        (b"STARTTLS", "454 TLS not available"),
+    ],
+)
+def test_raw_command_lines(
+    server: Any, raw: Callable[..., RawClient], line: bytes, expected: str
+) -> None:
+    running = server()
+    client = raw(running.port)
+    ending = b"\n" if line == b"NOOP" else b"\r\n"
+    client.send(line + ending)
+    assert client.line() == expected
+    assert client.command("NOOP") == "250 OK"
+
+
+def test_invalid_utf8_with_smtputf8(server: Any, raw: Callable[..., RawClient]) -> None:
+    running = server(enable_SMTPUTF8=True)
+    client = raw(running.port)
+    client.send(b"NOOP \xff\xfe\r\n")
+    assert client.line() == "500 5.5.2 Error: invalid UTF-8 in command"
