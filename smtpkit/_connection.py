@@ -173,7 +173,7 @@ class Connection(asyncio.StreamReaderProtocol):
             self._timer = self.loop.call_later(self._proxy_timeout, self._on_timer)
             self._runner = self.loop.create_task(self._read_proxy_header())
         else:
-            self._timer = self.loop.call_later(self._timeout_duration, self._on_timer)
+            self._timer = self.loop.call_later(self._tick, self._on_timer)
             self._greet()
 
     def _count_connection(self, peer: Any) -> bool:
@@ -395,11 +395,12 @@ class Connection(asyncio.StreamReaderProtocol):
     # ------------------------------------------------------------------
     # Timeouts
     #
-    # One timer per connection. Outside DATA it fires when the client may
-    # have been idle for ``timeout`` seconds, and re-arms itself for the time
-    # left when there was activity meanwhile. During DATA it fires every
-    # ``data_rate_window`` seconds as well, to judge the transfer rate over
-    # the window that just ended: a client that keeps sending one byte now
+    # One timer per connection, never cancelled while the connection lives
+    # (cancelled timers pile up in the loop's heap): activity only records a
+    # timestamp. The timer ticks every ``min(timeout, data_rate_window)``
+    # seconds; each tick checks whether the client has been idle for
+    # ``timeout`` seconds and, during DATA, whether the transfer rate over
+    # the last window was too low: a client that keeps sending one byte now
     # and then is never idle, but it is too slow.
 
     def _on_timer(self) -> None:
@@ -415,7 +416,7 @@ class Connection(asyncio.StreamReaderProtocol):
             # A command is being handled (a slow hook): that is not idling,
             # and the client may be waiting for us, so its rate is not judged.
             self._rate_window_start(now)
-            self._timer = self.loop.call_at(now + self._next_check_delay(), self._on_timer)
+            self._timer = self.loop.call_at(now + self._tick, self._on_timer)
             return
         if self._decoder is not None and self._data_too_slow(now):
             return
@@ -425,12 +426,12 @@ class Connection(asyncio.StreamReaderProtocol):
             self._write_now(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
             self._close()
             return
-        self._timer = self.loop.call_at(
-            min(expires, now + self._next_check_delay()), self._on_timer
-        )
+        self._timer = self.loop.call_at(min(expires, now + self._tick), self._on_timer)
 
-    def _next_check_delay(self) -> float:
-        if self._decoder is not None and self.data_min_rate:
+    @property
+    def _tick(self) -> float:
+        """Seconds between two checks of the timer."""
+        if self.data_min_rate:
             return min(self._timeout_duration, self.data_rate_window)
         return self._timeout_duration
 
@@ -440,12 +441,6 @@ class Connection(asyncio.StreamReaderProtocol):
         self._data_started = self._last_activity = now
         self._rate_since = now
         self._rate_size = 0
-        timer = self._timer
-        if timer is not None and self.data_min_rate:
-            check = now + min(self._timeout_duration, self.data_rate_window)
-            if timer.when() > check:
-                timer.cancel()
-                self._timer = self.loop.call_at(check, self._on_timer)
 
     def _rate_window_start(self, now: float) -> None:
         decoder = self._decoder
@@ -494,7 +489,7 @@ class Connection(asyncio.StreamReaderProtocol):
         self._last_activity = self.loop.time()
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self.loop.call_later(self._timeout_duration, self._on_timer)
+        self._timer = self.loop.call_later(self._tick, self._on_timer)
         self._greet()
         if self._buf:
             self._runner = self.loop.create_task(self._run())
