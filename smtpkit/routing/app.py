@@ -166,6 +166,11 @@ class App(Scaffold):
         return MappingProxyType({verb: tuple(e) for verb, e in self._registry.hooks.items()})
 
     @property
+    def registry(self) -> Registry:
+        """Everything registered, with owners (read it; register through the decorators)."""
+        return self._registry
+
+    @property
     def blueprints(self) -> Mapping[str, Blueprint]:
         """The registered blueprints by the name they were registered under."""
         return MappingProxyType(self._blueprints)
