@@ -20,7 +20,7 @@ echo "== mypy --strict smtpkit"
 .venv/bin/mypy --strict smtpkit
 echo "== mkdocs build --strict"
 site=$(mktemp -d)
-.venv/bin/mkdocs build --strict --quiet --site-dir "$site"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
 rm -rf "$site"
 echo "== pytest"
 set +e
