@@ -25,6 +25,7 @@ from typing import Any
 from ._commands import Commands
 from ._connection import ALLOWED_BEFORE_STARTTLS, AUTH_LINE_LIMIT
 from ._data import DataDecoder
+from ._limits import ConnectionLimiter
 from ._session import Envelope, Session
 from ._syntax import syntax
 from ._version import __version__
@@ -49,6 +50,7 @@ __all__ = [
     "AuthMechanismType",
     "AuthResult",
     "AuthenticatorType",
+    "ConnectionLimiter",
     "Envelope",
     "LoginPassword",
     "Session",
@@ -289,6 +291,20 @@ class SMTP(AuthCommands, Commands):
         self._read_limit = max(
             self.line_length_limit, AUTH_LINE_LIMIT + 2, *self.command_size_limits.values()
         )
+        self._check_proxy_networks(self.proxy_trusted_networks)
+
+    @staticmethod
+    def _check_proxy_networks(networks: Any) -> None:
+        """Fail at construction, not at each connection, on a bad network."""
+        if isinstance(networks, str):
+            raise TypeError(
+                "proxy_trusted_networks must be a list of CIDR networks, "
+                f"not the string {networks!r}"
+            )
+        if networks:
+            from .proxy_protocol import parse_networks
+
+            parse_networks(networks)
 
     @staticmethod
     def _check_proxy_timeout(value: float | None) -> float | None:

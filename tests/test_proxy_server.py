@@ -273,3 +273,16 @@ def test_without_the_setting_a_v2_header_ends_with_its_quit(server: Any, raw: Ra
         "",
     ]
     assert handler.proxied == []
+
+
+@pytest.mark.parametrize(
+    ("networks", "error"),
+    [
+        (["bogus"], "trusted network 'bogus' is invalid"),
+        (["10.0.0.1/8"], "trusted network '10.0.0.1/8' is invalid"),
+        ("10.0.0.0/8", "must be a list of CIDR networks, not the string '10.0.0.0/8'"),
+    ],
+)
+def test_bad_trusted_networks_fail_at_construction(networks: Any, error: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=error):
+        SMTP(ProxyHandler(), proxy_protocol_timeout=PATIENT, proxy_trusted_networks=networks)
