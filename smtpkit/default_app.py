@@ -67,7 +67,7 @@ class MessageLine:
     def __str__(self) -> str:
         parts = [
             self.time.isoformat(timespec="seconds"),
-            f"from=<{_one_line(self.mail_from)}>",
+            f"from=<{_one_line(_null_path(self.mail_from))}>",
             "to=" + ",".join(f"<{_one_line(rcpt)}>" for rcpt in self.rcpt_tos),
             f"size={self.size}",
             "subject="
@@ -176,6 +176,11 @@ def _proxied_client(session: Session) -> str | None:
         return str(data.src_addr)
     host = str(data.src_addr)
     return f"[{host}]:{data.src_port}" if ":" in host else f"{host}:{data.src_port}"
+
+
+def _null_path(address: str) -> str:
+    """The null reverse-path ``<>`` (bounces) prints as ``from=<>``."""
+    return "" if address == "<>" else address
 
 
 def _one_line(text: str) -> str:

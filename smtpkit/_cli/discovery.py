@@ -304,9 +304,16 @@ def _did_you_mean(name: str, candidates: list[str]) -> str:
 
 
 def is_handler(obj: Any) -> bool:
-    """Whether ``obj`` is a handler instance: not a class, with ``handle_*`` methods."""
+    """Whether ``obj`` is a handler instance.
+
+    That is an instance (not a class, module or function) with ``handle_*`` methods, or
+    of a class with the documented ``from_cli`` constructor of handlers (such as
+    :class:`~smtpkit.handlers.Sink`, which needs no hook at all).
+    """
     if isinstance(obj, (type, ModuleType)) or inspect.isroutine(obj):
         return False
+    if callable(getattr(type(obj), "from_cli", None)):
+        return True
     return any(
         name.startswith("handle_") and callable(getattr(obj, name, None)) for name in dir(obj)
     )
@@ -319,12 +326,16 @@ def _classify(obj: Any, label: str, text: str) -> Target:
         return Target(text, "app", obj)
     if is_handler(obj):
         return Target(text, "handler", obj)
-    if isinstance(obj, type) and any(name.startswith("handle_") for name in dir(obj)):
+    if isinstance(obj, type) and (hasattr(obj, "from_cli") or _has_hooks(obj)):
         raise TargetError(f"'{label}' is a class; name an instance, or call it: '{label}()'")
     raise TargetError(
         f"'{label}' is {_a(obj)}, not an App or an SMTP handler object (an object "
         f"with handle_* methods); expected {_FORMS}"
     )
+
+
+def _has_hooks(cls: type) -> bool:
+    return any(name.startswith("handle_") for name in dir(cls))
 
 
 def _a(obj: Any) -> str:

@@ -1,0 +1,1 @@
+"""Tests of the smtpkit command, run as a subprocess."""

@@ -1,0 +1,70 @@
+"""``smtpkit run`` with no TARGET: any mail, stored in a Maildir, one line per message."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+from pathlib import Path
+
+from .conftest import Start
+from .helpers import HOST, READY, maildir_messages, send
+
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d from=<(?P<from>[^>]*)> to=(?P<to>\S+) "
+    r"size=(?P<size>\d+) subject=(?P<subject>.+)$"
+)
+
+
+def test_stores_a_message_and_prints_its_line(start: Start, tmp_path: Path) -> None:
+    command = start("run", "--port", "0")
+    port = command.port()
+    send(port, subject="Quarterly report", recipients=("bob@example.com", "carol@example.com"))
+
+    line = command.wait_for(LINE, "stdout")
+    assert line["from"] == "alice@example.com"
+    assert line["to"] == "<bob@example.com>,<carol@example.com>"
+    assert line["subject"] == '"Quarterly report"'
+    (stored,) = maildir_messages(tmp_path / "smtpkit-mail")
+    assert b"X-MailFrom: alice@example.com\n" in stored
+    assert b"Subject: Quarterly report\n" in stored
+    assert stored.endswith(b"\nHi Bob.\n")
+    # The size is that of the message as received (CRLF line endings).
+    received = stored.split(b"X-RcptTo: bob@example.com, carol@example.com\n", 1)[1]
+    assert int(line["size"]) == len(received.replace(b"\n", b"\r\n"))
+    assert list((tmp_path / "smtpkit-mail" / "tmp").iterdir()) == []
+
+
+def test_one_line_per_message_with_encoded_subject_and_none(start: Start, tmp_path: Path) -> None:
+    maildir = tmp_path / "inbox"
+    command = start("run", "--port", "0", "--maildir", str(maildir))
+    port = command.port()
+    with smtplib.SMTP(HOST, port, timeout=READY) as client:
+        client.sendmail(
+            "a@example.com", ["b@example.com"], "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nx\r\n"
+        )
+        client.sendmail("<>", ["b@example.com"], "No-Subject: here\r\n\r\ny\r\n")
+
+    first = command.wait_for(LINE, "stdout")
+    second = command.wait_for(LINE, "stdout", start=1)
+    assert first["subject"] == '"Grüße"'
+    assert second["subject"] == "-"
+    assert second["from"] == ""
+    assert len(maildir_messages(maildir)) == 2
+    assert not (tmp_path / "smtpkit-mail").exists()
+
+
+def test_start_up_says_where_and_what(start: Start, tmp_path: Path) -> None:
+    command = start("run", "--port", "0")
+    command.port()
+    serving = command.wait_for(r"serving the embedded default, storing every message in (\S+)")
+    assert serving.group(1) == str(tmp_path / "smtpkit-mail")
+    extensions = command.wait_for(r"extensions: (.*)").group(1)
+    assert extensions.split(", ") == ["SIZE 33554432", "8BITMIME", "PIPELINING"]
+
+
+def test_default_address_is_loopback_8025(start: Start) -> None:
+    # The README's first command: nothing but "run". Only checks the address it
+    # announces (another test may hold 8025, so a bind failure is accepted too).
+    command = start("run")
+    found = command.wait_for(r"listening on (\S+)|cannot listen on (.*)")
+    assert found.group(1) == "127.0.0.1:8025" or "listen.port = 8025" in (found.group(2) or "")
