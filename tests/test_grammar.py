@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smtpkit._grammar import (
     MALFORMED,
@@ -230,3 +232,27 @@ def test_strip_keyword(keyword: str, arg: str, expected: str | None) -> None:
 )
 def test_parse_params(params: list[str], expected: dict[str, str | bool] | None) -> None:
     assert parse_params(params) == expected
+
+
+# -- Properties ----------------------------------------------------------------
+
+_PIECES = st.sampled_from([*'<>@.,:"\\[]= a-\x00\x7fö', "anne", "@example.com", '\\"'])
+
+
+@given(st.lists(_PIECES, max_size=60).map("".join), st.integers(0, 70), st.booleans())
+@settings(max_examples=500, deadline=None)
+def test_any_text_parses_or_raises_grammar_error(text: str, limit: int, null: bool) -> None:
+    try:
+        address, rest = parse_path(text, local_part_limit=limit, allow_null=null)
+    except GrammarError as error:
+        assert error.reply in (MALFORMED, PATH_TOO_LONG)
+        return
+    if address:
+        # What parsed must parse again, to the same address.
+        assert (
+            parse_path(f"<{address}>" if address != "<>" else address, allow_null=null)[0]
+            == address
+        )
+    assert rest == rest.strip()
+    result = parse_params(rest.split())
+    assert result is None or isinstance(result, dict)
