@@ -185,3 +185,41 @@ def test_aiosmtplib_sendmail_many_recipients(server: Any, recorder: Recorder) ->
     errors, _ = asyncio.run(main())
     assert errors == {}
     assert recorder.envelopes[0].rcpt_tos == recipients
+
+
+def test_commands_wait_for_a_slow_hook(server: Any, raw: Callable[..., RawClient]) -> None:
+    class Slow(Recorder):
+        async def handle_NOOP(
+            self, server: SMTP, session: Session, envelope: Envelope, arg: str | None
+        ) -> str:
+            await asyncio.sleep(0.05)
+            return f"250 slow {arg}"
+
+    running = server(Slow())
+    client = raw(running.port)
+    client.send(b"NOOP 1\r\n")
+    client.send(b"NOOP 2\r\nRSET\r\nNOOP 3\r\n")
+    client.send(b"NOOP 4\r\nQUIT\r\n")
+    assert client.lines(6) == [
+        "250 slow 1",
+        "250 slow 2",
+        "250 OK",
+        "250 slow 3",
+        "250 slow 4",
+        "221 Bye",
+    ]
+    assert client.closed()
+
+
+def test_message_then_half_close(
+    server: Any, raw: Callable[..., RawClient], recorder: Recorder
+) -> None:
+    running = server(recorder)
+    client = raw(running.port)
+    client.send(
+        b"HELO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nhi\r\n.\r\n"
+    )
+    client.sock.shutdown(socket.SHUT_WR)
+    assert client.lines(5)[-1] == "250 OK"
+    assert client.closed()
+    assert recorder.envelopes[0].content == b"hi\r\n"
