@@ -233,6 +233,7 @@ def _serve(target: Target | None, config: ServerConfig, *, worker: int | None = 
     plan = _plan(target, config)
     plan.worker = worker
     try:
+        config.tls.server_context()  # unreadable certificate files: fail before listening
         serve_in_process(plan)
     except ConfigError as exc:
         return _fail("smtpkit run", str(exc), EXIT_USAGE)

@@ -221,7 +221,7 @@ def flag_arguments(namespace: argparse.Namespace, *, skip: Sequence[str] = ()) -
 
 def flag_label(path: str, message: str) -> str:
     """Name the flag instead of the loader's ``override 'path'`` label in a message."""
-    for flag in SERVER_FLAGS:
-        if flag.path == path and flag.kind == "value":
-            return message.replace(f"override {path!r}", flag.option)
-    return message
+    flags = sorted((f for f in SERVER_FLAGS if f.path == path), key=lambda f: f.kind != "value")
+    if not flags:
+        return message
+    return message.replace(f"override {path!r}", flags[0].option)
