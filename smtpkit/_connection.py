@@ -177,7 +177,10 @@ class Connection(asyncio.StreamReaderProtocol):
             self._greet()
 
     def _count_connection(self, peer: Any) -> bool:
-        address = peer[0] if isinstance(peer, tuple) else None
+        # Behind a PROXY load balancer the peer is the balancer: count the
+        # connection as a whole now, and for its client once the header names it.
+        proxied = self._proxy_timeout is not None
+        address = peer[0] if isinstance(peer, tuple) and not proxied else None
         assert self.connection_limiter is not None
         if not self.connection_limiter.acquire(address):
             log.warning("%r refused: too many connections", peer)
@@ -485,6 +488,10 @@ class Connection(asyncio.StreamReaderProtocol):
         if not accepted:
             self._close()
             return
+        if not self._count_proxied_client():
+            self._write_now(TOO_MANY_CONNECTIONS)
+            self._close()
+            return
         self._proxy_done = True
         self._last_activity = self.loop.time()
         if self._timer is not None:
@@ -539,6 +546,22 @@ class Connection(asyncio.StreamReaderProtocol):
                 del self._buf[:consumed]
                 return proxy_data
             await self._wait_for_input()
+
+    def _count_proxied_client(self) -> bool:
+        """Count the connection for the client the PROXY header names."""
+        limiter = self.connection_limiter
+        data = self.session.proxy_data if self.session is not None else None
+        if limiter is None or self._counted_address is _NOT_COUNTED or data is None:
+            return True
+        if data.src_addr is None:
+            return True  # LOCAL, UNKNOWN: no client address given
+        address = str(data.src_addr)
+        if not limiter.reassign(self._counted_address, address):
+            peer = self.session.peer if self.session is not None else None
+            log.warning("%r refused: too many connections from %s", peer, address)
+            return False
+        self._counted_address = address
+        return True
 
     def _proxy_peer_trusted(self) -> bool:
         networks = tuple(self.proxy_trusted_networks or ())

@@ -49,6 +49,30 @@ class ConnectionLimiter:
     def release(self, address: str | None) -> None:
         """Forget a connection counted by :meth:`acquire`."""
         self.total -= 1
+        self._forget(address)
+
+    def reassign(self, old: str | None, new: str | None) -> bool:
+        """Count a connection counted for ``old`` as coming from ``new`` instead.
+
+        Behind a load balancer speaking the PROXY protocol, every connection
+        comes from the balancer; the client's own address is known only once
+        the header is read, after the connection was counted (with ``None``).
+
+        Returns:
+            False, changing nothing, when ``new`` already has ``max_per_ip``
+            connections.
+        """
+        if old == new:
+            return True
+        if new is not None and self.max_per_ip is not None:
+            count = self._per_ip.get(new, 0)
+            if count >= self.max_per_ip:
+                return False
+            self._per_ip[new] = count + 1
+        self._forget(old)
+        return True
+
+    def _forget(self, address: str | None) -> None:
         if address is not None and self.max_per_ip is not None:
             left = self._per_ip.get(address, 0) - 1
             if left > 0:

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from conftest import HOST, LOOP_KINDS, RawClient, Recorder
 
-from smtpkit._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
+from smtpkit._limits import TOO_MANY_CONNECTIONS
 from smtpkit.config import LimitsConfig, ServerConfig
-from smtpkit.smtp import SMTP, Envelope, Session
+from smtpkit.smtp import SMTP, ConnectionLimiter, Envelope, Session
 
 Raw = Callable[..., RawClient]
 
@@ -147,6 +147,17 @@ def test_per_address_counts_are_separate() -> None:
     assert limiter.count("192.0.2.1") == 1
     assert limiter.acquire("192.0.2.3")
     assert (limiter.total, limiter.count("192.0.2.3")) == (3, 1)
+
+
+def test_reassign_moves_a_connection_to_its_real_client() -> None:
+    limiter = ConnectionLimiter(max_connections=5, max_per_ip=1)
+    assert limiter.acquire(None) and limiter.acquire(None)  # two proxied connections
+    assert limiter.reassign(None, "192.0.2.1")
+    assert not limiter.reassign(None, "192.0.2.1")  # that client already has one
+    assert limiter.reassign(None, "192.0.2.2")
+    assert (limiter.total, limiter.count("192.0.2.1"), limiter.count("192.0.2.2")) == (2, 1, 1)
+    limiter.release("192.0.2.1")
+    assert (limiter.total, limiter.count("192.0.2.1")) == (1, 0)
 
 
 @pytest.mark.parametrize("value", [0, -1, True, 2.5, "10"])

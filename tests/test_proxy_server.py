@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from conftest import HOST, LOOP_KINDS, RawClient, Recorder
 
+from smtpkit._limits import TOO_MANY_CONNECTIONS
 from smtpkit.config import ProxyProtocolConfig, ServerConfig
 from smtpkit.proxy_protocol import AF, V2_CMD, V2_SIGNATURE, ProxyData
-from smtpkit.smtp import SMTP, Envelope, Session
+from smtpkit.smtp import SMTP, ConnectionLimiter, Envelope, Session
 
 Raw = Callable[..., RawClient]
 
@@ -286,3 +287,41 @@ def test_without_the_setting_a_v2_header_ends_with_its_quit(server: Any, raw: Ra
 def test_bad_trusted_networks_fail_at_construction(networks: Any, error: str) -> None:
     with pytest.raises((ValueError, TypeError), match=error):
         SMTP(ProxyHandler(), proxy_protocol_timeout=PATIENT, proxy_trusted_networks=networks)
+
+
+# -- Connection limits count the proxied client -----------------------------------
+
+
+def v1_from(address: str) -> bytes:
+    return f"PROXY TCP4 {address} 198.51.100.1 51234 25\r\n".encode()
+
+
+def test_per_address_limit_counts_the_client_named_by_the_header(server: Any, raw: Raw) -> None:
+    limiter = ConnectionLimiter(max_connections=10, max_per_ip=1)
+    running = server(ProxyHandler(), proxy_protocol_timeout=PATIENT, connection_limiter=limiter)
+    first, second, third = (raw(running.port, greeting=False) for _ in range(3))
+    first.send(v1_from("192.0.2.1"))
+    assert first.line().startswith("220 ")
+    # Every connection comes from the same proxy address, 127.0.0.1.
+    second.send(v1_from("192.0.2.2"))
+    assert second.line().startswith("220 ")
+    third.send(v1_from("192.0.2.1"))
+    assert third.line() == TOO_MANY_CONNECTIONS
+    assert third.closed()
+    assert first.command("NOOP") == "250 OK"
+    assert (limiter.count("192.0.2.1"), limiter.count("192.0.2.2"), limiter.count(HOST)) == (
+        1,
+        1,
+        0,
+    )
+
+
+def test_the_global_limit_applies_before_the_header(server: Any, raw: Raw) -> None:
+    limiter = ConnectionLimiter(max_connections=1, max_per_ip=1)
+    running = server(ProxyHandler(), proxy_protocol_timeout=PATIENT, connection_limiter=limiter)
+    first = raw(running.port, greeting=False)
+    first.send(v1_from("192.0.2.1"))
+    assert first.line().startswith("220 ")
+    second = raw(running.port, greeting=False)
+    assert second.line() == TOO_MANY_CONNECTIONS
+    assert second.closed()
