@@ -137,7 +137,8 @@ def server(loop_kind: str) -> Iterator[ServerFactory]:
     Call it as ``server(handler, **smtp_kwargs)`` to serve
     ``SMTP(handler, **smtp_kwargs)``, as ``server(handler, cls=MySMTP, ...)``
     for a subclass, or ``server(handler, factory=callable)`` for a protocol
-    factory of your own. It returns a :class:`RunningServer`.
+    factory of your own. It returns a :class:`RunningServer`. Unless given,
+    ``hostname`` is ``"smtp.example.test"`` and the handler a :class:`Recorder`.
     """
     thread: _ServerThread | None = None
 
