@@ -145,6 +145,19 @@ class Command:
                     )
                 self._changed.wait(min(left, 0.5))
 
+    def wait_for_all(
+        self, pattern: str | re.Pattern[str], count: int, stream: str = "stderr"
+    ) -> list[re.Match[str]]:
+        """Wait for ``count`` lines matching ``pattern``; their matches, in order."""
+        found: list[re.Match[str]] = []
+        start = 0
+        while len(found) < count:
+            match = self.wait_for(pattern, stream, start=start)
+            found.append(match)
+            with self._changed:
+                start = self.lines[stream].index(match.string, start) + 1
+        return found
+
     def count(self, stream: str = "stderr") -> int:
         """How many lines ``stream`` has so far (a ``start`` for :meth:`wait_for`)."""
         with self._changed:
