@@ -47,15 +47,19 @@ class LMTP(SMTP):
         await super().smtp_EHLO(arg)
 
     async def smtp_HELO(self, arg: str | None) -> None:
+        """Not part of LMTP (RFC 2033 §4.1): refused like an unknown command."""
         await self.push('500 Error: command "HELO" not recognized')
 
     async def smtp_EHLO(self, arg: str | None) -> None:
+        """Not part of LMTP (RFC 2033 §4.1): refused like an unknown command."""
         await self.push('500 Error: command "EHLO" not recognized')
 
     async def check_helo_needed(self, helo: str = "LHLO") -> bool:
+        """Reply ``503 Error: send LHLO first`` and return True before LHLO."""
         return await super().check_helo_needed("LHLO")
 
     async def _send_data_replies(self, status: Any, recipients: int) -> None:
+        # RFC 2033 §4.2: one reply per successful RCPT, in their order.
         for reply in _per_recipient(status, recipients):
             await self.push(reply)
 
