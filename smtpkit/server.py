@@ -115,8 +115,9 @@ class _Connections:
 
 
 def _transport(protocol: asyncio.BaseProtocol) -> asyncio.BaseTransport | None:
-    transport = getattr(protocol, "transport", None)
-    if isinstance(transport, asyncio.BaseTransport) and not transport.is_closing():
+    # Duck-typed: uvloop's transports do not derive from asyncio's classes.
+    transport: asyncio.BaseTransport | None = getattr(protocol, "transport", None)
+    if transport is not None and not transport.is_closing():
         return transport
     return None
 

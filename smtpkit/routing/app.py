@@ -49,7 +49,8 @@ class App(Scaffold):
             a subclass of either.
 
     Raises:
-        TypeError: ``server_class`` is not a subclass of SMTP.
+        TypeError: ``config`` is not a ServerConfig, or ``server_class`` not a
+            subclass of SMTP.
     """
 
     def __init__(
@@ -60,6 +61,8 @@ class App(Scaffold):
         name: str = "app",
         server_class: type[SMTP] = SMTP,
     ) -> None:
+        if config is not None and not isinstance(config, ServerConfig):
+            raise TypeError(f"config={config!r}: expected a ServerConfig or None")
         if not (isinstance(server_class, type) and issubclass(server_class, SMTP)):
             raise TypeError(f"server_class={server_class!r}: expected SMTP or a subclass of it")
         self.config = config if config is not None else ServerConfig()

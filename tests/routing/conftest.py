@@ -9,6 +9,10 @@
     the end of the test is stopped through its stop event, and must stop
     cleanly.
 
+``portal``
+    The event loop thread: asyncio's loop, or uvloop's in a test parametrized
+    with ``loop_kind`` (the fixture of tests/conftest.py).
+
 ``tls``
     A trustme CA with a certificate for 127.0.0.1: ``tls.server`` and
     ``tls.client`` SSL contexts.
@@ -30,9 +34,12 @@ from .helpers import HOST, TLS, ServeApp, Served, served_config, start
 
 
 @pytest.fixture
-def portal() -> Iterator[BlockingPortal]:
-    """An asyncio event loop in a background thread."""
-    with start_blocking_portal("asyncio") as running:
+def portal(loop_kind: str) -> Iterator[BlockingPortal]:
+    """An asyncio event loop in a background thread (uvloop's when ``loop_kind`` says so)."""
+    if loop_kind == "uvloop":
+        pytest.importorskip("uvloop")
+    options = {"use_uvloop": loop_kind == "uvloop"}
+    with start_blocking_portal("asyncio", backend_options=options) as running:
         yield running
 
 

@@ -65,6 +65,11 @@ def test_compiled_class_defaults_to_the_app_handler_and_config() -> None:
     assert app.smtp_class(hostname="other.test").hostname == "other.test"
 
 
+def test_config_must_be_a_server_config() -> None:
+    with pytest.raises(TypeError, match=r"config=\{'hostname': 'x'\}: expected a ServerConfig"):
+        App({"hostname": "x"})  # type: ignore[arg-type]
+
+
 def test_server_class_must_be_smtp() -> None:
     with pytest.raises(TypeError, match=r"server_class=<class 'int'>: expected SMTP"):
         App(server_class=int)  # type: ignore[arg-type]
@@ -241,7 +246,8 @@ def controller_app() -> Iterator[tuple[App, list[str]]]:
     delivered: list[str] = []
 
     @app.route("(user)@example.com")
-    async def inbox(message: RoutedMessage) -> None:
+    def inbox(message: RoutedMessage) -> None:
+        # A plain function: it runs in a thread, also on a Controller's loop.
         delivered.append(message.capture["user"])
 
     yield app, delivered

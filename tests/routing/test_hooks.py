@@ -288,6 +288,7 @@ def test_proxy_hook(serve_app: ServeApp, verdict: bool, greeted: bool) -> None:
     assert str(seen[0].src_addr) == "192.0.2.1"
 
 
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 def test_plain_hook_does_not_block_other_sessions(serve_app: ServeApp) -> None:
     app = App()
     entered = threading.Event()
