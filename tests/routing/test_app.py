@@ -98,7 +98,7 @@ def test_registration_after_compiling_raises(compile_with: Callable[[App], Any],
     assert f"(by {by})" in message
     assert "register everything before building, serving" in message
     with pytest.raises(RuntimeError, match="cannot add the route 'pong'"):
-        app.add_route("x@example.com", pong)  # type: ignore[arg-type]
+        app.add_route("x@example.com", pong)  # type: ignore[type-var]
     with pytest.raises(RuntimeError, match="cannot register the blueprint 'late'"):
         app.register_blueprint(smtpkit.Blueprint("late"))
 

@@ -165,8 +165,8 @@ def test_command_that_raises_gets_451(serve_app: ServeApp) -> None:
 def test_command_returning_a_non_string_gets_451(serve_app: ServeApp) -> None:
     app = App()
 
-    @app.command("BAD")
-    async def bad(server: SMTP, arg: str | None) -> int:  # type: ignore[type-var]
+    @app.command("BAD")  # type: ignore[type-var]
+    async def bad(server: SMTP, arg: str | None) -> int:
         return 42
 
     with serve_app(app).client() as client:
