@@ -42,6 +42,7 @@ EXIT_USAGE = 2
 ENV_TARGET = "SMTPKIT_APP"
 
 log = logging.getLogger("smtpkit.cli")
+_DISCOVERY_FILE = sys.modules[load_target.__module__].__file__
 
 _TARGET_HELP = (
     "what to serve: 'module:app', 'module:create_app()' (literal arguments only), "
@@ -73,10 +74,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(prog, str(exc), EXIT_USAGE)
     except TargetImportError as exc:
         print(f"{prog}: error: {exc}; its traceback:", file=sys.stderr)
-        cause = exc.__cause__ or exc
-        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        _print_own_traceback(exc.__cause__ or exc)
         return EXIT_FAILURE
     return status
+
+
+def _print_own_traceback(error: BaseException) -> None:
+    """Print a traceback that starts in the user's module, not in the import machinery."""
+    tb = error.__traceback__
+    while tb is not None and _is_import_machinery(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    traceback.print_exception(type(error), error, tb, file=sys.stderr)
+
+
+def _is_import_machinery(filename: str) -> bool:
+    return (
+        filename.startswith("<frozen importlib")
+        or filename == _DISCOVERY_FILE
+        or Path(filename).parts[-2:] == ("importlib", "__init__.py")
+    )
 
 
 def _fail(prog: str, message: str, status: int) -> int:
