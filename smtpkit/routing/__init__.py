@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from .app import App
 from .blueprint import Blueprint, BlueprintSetupState
+from .compiler import CompiledSMTP
+from .handler import AppHandler
 from .message import RoutedMessage
 from .patterns import RecipientPattern
 from .registry import Owner, Route
@@ -15,8 +17,10 @@ from .types import HOOK_VERBS, HookVerb
 __all__ = [
     "HOOK_VERBS",
     "App",
+    "AppHandler",
     "Blueprint",
     "BlueprintSetupState",
+    "CompiledSMTP",
     "HookVerb",
     "Owner",
     "RecipientPattern",

@@ -28,7 +28,13 @@ from ..smtp import SMTP, Session, syntax
 from ._calls import AsyncCall, is_async, to_async
 from .registry import AuthenticatorSpec, CommandSpec, Entry, MechanismSpec, Registry
 
-__all__ = ["AppBinding", "CompiledSMTP", "compile_smtp_class", "mechanism_attribute"]
+__all__ = [
+    "AppBinding",
+    "CompiledSMTP",
+    "binding_for",
+    "compile_smtp_class",
+    "mechanism_attribute",
+]
 
 log = logging.getLogger("smtpkit.routing")
 
