@@ -246,10 +246,10 @@ def _child_arguments(namespace: argparse.Namespace, *, skip: Sequence[str] = ())
 def _serve(target: Target | None, config: ServerConfig, *, worker: int | None = None) -> int:
     from ._cli.serving import serve_in_process
 
-    plan = _plan(target, config)
-    plan.worker = worker
     try:
         config.tls.server_context()  # unreadable certificate files: fail before listening
+        plan = _plan(target, config)
+        plan.worker = worker
         serve_in_process(plan)
     except ConfigError as exc:
         return _fail("smtpkit run", str(exc), EXIT_USAGE)

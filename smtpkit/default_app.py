@@ -22,10 +22,10 @@ import email.policy
 import json
 import os
 import sys
-import weakref
 from dataclasses import dataclass, field
 from typing import IO
 
+from .config import ConfigError
 from .handlers import Mailbox
 from .proxy_protocol import ProxyData
 from .smtp import SMTP, Envelope, Session
@@ -34,6 +34,8 @@ __all__ = ["DefaultHandler", "MessageLine", "create_handler"]
 
 #: How much of the start of a message is kept to read its Subject from.
 HEADER_LIMIT = 64 * 1024
+# The session.state key of the message being received.
+_STATE_KEY = "smtpkit.default_app.seen"
 
 
 @dataclass
@@ -89,7 +91,6 @@ class DefaultHandler(Mailbox):
     def __init__(self, mail_dir: str | os.PathLike[str], stream: IO[str] | None = None) -> None:
         super().__init__(mail_dir)
         self._stream = stream
-        self._seen: weakref.WeakKeyDictionary[Envelope, _Seen] = weakref.WeakKeyDictionary()
 
     async def handle_PROXY(
         self, server: SMTP, session: Session, envelope: Envelope, proxy_data: ProxyData
@@ -105,17 +106,14 @@ class DefaultHandler(Mailbox):
         self, server: SMTP, session: Session, envelope: Envelope, chunk: bytes
     ) -> None:
         """Note the size and the headers, then store the chunk (see Mailbox)."""
-        seen = self._seen.get(envelope)
-        if seen is None:
-            seen = self._seen[envelope] = _Seen()
-        seen.add(chunk)
+        _seen_for(session, envelope).add(chunk)
         await super().handle_DATA_CHUNK(server, session, envelope, chunk)
 
     async def handle_DATA_ABORT(
         self, server: SMTP, session: Session, envelope: Envelope, reason: str
     ) -> None:
         """Forget a cut-off transfer (see Mailbox)."""
-        self._seen.pop(envelope, None)
+        session.state.pop(_STATE_KEY, None)
         await super().handle_DATA_ABORT(server, session, envelope, reason)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -124,7 +122,7 @@ class DefaultHandler(Mailbox):
         Returns:
             Mailbox's reply: ``250 OK``, or ``451`` when the message could not be stored.
         """
-        seen = self._seen.pop(envelope, None) or _seen_in_content(envelope)
+        seen = _take_seen(session, envelope) or _seen_in_content(envelope)
         reply = await super().handle_DATA(server, session, envelope)
         if reply.startswith("250"):
             self._print(describe(session, envelope, seen))
@@ -133,6 +131,20 @@ class DefaultHandler(Mailbox):
     def _print(self, line: MessageLine) -> None:
         stream = self._stream if self._stream is not None else sys.stdout
         print(line, file=stream, flush=True)
+
+
+def _seen_for(session: Session, envelope: Envelope) -> _Seen:
+    """The notes on the message of ``envelope``, kept in the session (one at a time)."""
+    entry = session.state.get(_STATE_KEY)
+    if entry is None or entry[0] is not envelope:
+        entry = session.state[_STATE_KEY] = (envelope, _Seen())
+    seen: _Seen = entry[1]
+    return seen
+
+
+def _take_seen(session: Session, envelope: Envelope) -> _Seen | None:
+    entry = session.state.pop(_STATE_KEY, None)
+    return entry[1] if entry is not None and entry[0] is envelope else None
 
 
 def _seen_in_content(envelope: Envelope) -> _Seen:
@@ -195,5 +207,13 @@ def create_handler(maildir: str | os.PathLike[str]) -> DefaultHandler:
 
     Returns:
         A new handler.
+
+    Raises:
+        ConfigError: the Maildir cannot be created (its message names ``maildir``).
     """
-    return DefaultHandler(maildir)
+    try:
+        return DefaultHandler(maildir)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        message = f"maildir = {os.fspath(maildir)!r}: cannot create the Maildir ({reason})"
+        raise ConfigError(message, path="maildir") from exc

@@ -95,7 +95,8 @@ async def _main(plan: ServePlan) -> None:
             plan.error = exc
         finally:
             group.cancel_scope.cancel()
-    log.info("stopped")
+    if plan.error is None:
+        log.info("stopped")
 
 
 def _ready(plan: ServePlan, addresses: list[Any]) -> None:
