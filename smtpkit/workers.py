@@ -164,6 +164,9 @@ class _Supervisor:
             kill(process)
 
     def _stopped(self, index: int, process: Process, status: int) -> None:
+        # A worker still starting up dies of the SIGTERM it was sent: that is a clean stop.
+        if status == -signal.SIGTERM:
+            status = 0
         self.statuses.append(status)
         if status == 0:
             log.info("worker %d (pid %d) stopped", index, process.pid)

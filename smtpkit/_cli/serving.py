@@ -8,6 +8,7 @@ its supervisor disappears (its parent process changes).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import logging
@@ -84,7 +85,8 @@ def serve_in_process(plan: ServePlan) -> None:
 async def _main(plan: ServePlan) -> None:
     stop = anyio.Event()
     who = f"worker {plan.worker}" if plan.worker is not None else f"smtpkit {__version__}"
-    log.info("%s (pid %d): serving %s", who, os.getpid(), plan.title)
+    loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
+    log.info("%s (pid %d, %s): serving %s", who, os.getpid(), loop, plan.title)
     async with anyio.create_task_group() as group:
         group.start_soon(_watch_signals, stop, plan.config)
         if plan.worker is not None:

@@ -50,7 +50,7 @@ def test_reload_restarts_on_changes_and_waits_out_errors(start: Start, tmp_path:
 
     command = start("run", "versionapp:app", "--reload", "--port", "0")
     assert version(command.port()) == "one"
-    first_child = int(command.wait_for(r"\(pid (\d+)\): serving App").group(1))
+    first_child = int(command.wait_for(r"\(pid (\d+), asyncio\): serving App").group(1))
 
     mark = command.count()
     write_word(tmp_path, "two")

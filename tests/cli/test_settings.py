@@ -142,3 +142,15 @@ def test_bad_settings_name_their_source(
     assert result.returncode == 2
     assert result.stderr.startswith("smtpkit run: error: " + message)
     assert "listening on" not in result.stderr
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_event_loop(start: Start, tmp_path: Path, loop: str) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    command = start("run", "--port", "0", "--loop", loop)
+    port = command.port()
+    command.wait_for(rf"\(pid {command.pid}, {loop}\): serving the embedded default")
+    with smtplib.SMTP(HOST, port, timeout=READY) as client:
+        client.sendmail("a@example.com", ["b@example.com"], f"Subject: on {loop}\r\n\r\nx\r\n")
+    command.wait_for(rf'subject="on {loop}"', "stdout")

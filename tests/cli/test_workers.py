@@ -111,3 +111,46 @@ def running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status
+
+
+WORKER_ONLY = """
+import sys
+
+from smtpkit import App
+
+IN_A_WORKER = any(argument.startswith("--worker=") for argument in sys.argv)
+{body}
+"""
+
+
+def test_workers_failing_at_start_are_restarted_ever_later(start: Start, tmp_path: Path) -> None:
+    body = "app = App()\nif IN_A_WORKER:\n    raise RuntimeError('no database in workers')\n"
+    (tmp_path / "flaky.py").write_text(WORKER_ONLY.format(body=body))
+    command = start("run", "flaky", "--workers", "2", "--port", "0")
+    delays = [
+        float(found.group(1))
+        for found in command.wait_for_all(
+            r"worker 1 \(pid \d+\) exited with status 1 after "
+            r"[\d.]+ s; restarting it in ([\d.]+) s",
+            3,
+        )
+    ]
+    assert delays == [0.5, 1.0, 2.0]
+    command.wait_for("RuntimeError: no database in workers")
+    signalled(command)
+    # 0, or 1 when a worker failed once more while stopping.
+    assert command.wait() in (0, 1)
+
+
+def test_a_worker_with_a_configuration_error_stops_the_supervisor(
+    start: Start, tmp_path: Path
+) -> None:
+    body = "if not IN_A_WORKER:\n    app = App()\n"
+    (tmp_path / "moody.py").write_text(WORKER_ONLY.format(body=body))
+    command = start("run", "moody", "--workers", "2", "--port", "0")
+    assert command.wait() == 2
+    command.wait_for(r"could not find an app in module 'moody'")
+    command.wait_for(
+        r"worker \d \(pid \d+\) could not start \(status 2: a configuration error, see above\); "
+        r"restarting cannot help, so all workers stop"
+    )
