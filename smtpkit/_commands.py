@@ -151,7 +151,6 @@ class Commands(Connection):
         # Not clearing the buffer here: it may already hold the client's
         # first command over TLS, decrypted as the handshake completed.
         self.transport = new
-        self._transport = new
         # RFC 3207 §4.2: forget everything learnt before TLS.
         peer, proxy_data = self.session.peer, self.session.proxy_data
         session = self.session = self._create_session()

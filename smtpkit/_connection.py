@@ -24,6 +24,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, AnyStr
 
+from ._clock import clock_for
 from ._data import DataDecoder
 from ._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
 from ._session import Envelope, Session
@@ -80,6 +81,62 @@ def _ssl_info(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
 class Connection(asyncio.StreamReaderProtocol):
     """The transport-facing half of :class:`smtpkit.smtp.SMTP`."""
 
+    # Slots rather than a __dict__: an idle connection should cost little.
+    # Settings are filled in by SMTP.__init__, the rest by _init_state.
+    __slots__ = (
+        "__ident__",
+        "_auth_callback",
+        "_auth_failures",
+        "_auth_methods",
+        "_auth_require_tls",
+        "_auth_required",
+        "_authenticator",
+        "_buf",
+        "_call_budget",
+        "_call_limits",
+        "_closing",
+        "_counted_address",
+        "_data_started",
+        "_decode_data",
+        "_decoder",
+        "_discarding",
+        "_discarding_auth",
+        "_drain_waiter",
+        "_eof",
+        "_last_activity",
+        "_last_reply",
+        "_out",
+        "_out_size",
+        "_proxy_done",
+        "_proxy_timeout",
+        "_rate_since",
+        "_rate_size",
+        "_read_limit",
+        "_reading_paused",
+        "_replies_sent",
+        "_runner",
+        "_shutting_down",
+        "_streaming",
+        "_timeout_duration",
+        "_tls_active",
+        "_tls_handshake_okay",
+        "_unknown_budget",
+        "_verbs",
+        "_waiter",
+        "_write_paused",
+        "command_size_limits",
+        "data_size_limit",
+        "enable_SMTPUTF8",
+        "envelope",
+        "event_handler",
+        "hostname",
+        "loop",
+        "require_starttls",
+        "session",
+        "tls_context",
+        "transport",
+    )
+
     # Settings, filled in by SMTP.__init__.
     loop: asyncio.AbstractEventLoop
     event_handler: Any
@@ -118,23 +175,56 @@ class Connection(asyncio.StreamReaderProtocol):
     _drain_waiter: asyncio.Future[None] | None
     _tls_active: bool
     _tls_handshake_okay: bool
-    _timer: asyncio.TimerHandle | None
     _last_activity: float
     _data_started: float
     _unknown_budget: int
     _call_budget: dict[str, int] | None
     _replies_sent: int
-    _proxy_done = True
+    _last_reply: bytes
+    _discarding_auth: bool
+    _rate_since: float
+    _rate_size: int
+    _proxy_done: bool
+    _shutting_down: bool
+    _counted_address: Any
+    max_unknown_commands: int
     #: Start of the DATA rate window, and the message size then.
-    _rate_since = 0.0
-    _rate_size = 0
-    _discarding_auth = False
     #: The last reply pushed (AUTH checks that an exchange ended with one).
-    _last_reply = b""
-    _shutting_down = False
-    _counted_address: Any = _NOT_COUNTED
     #: Shared by the connections of one server to cap their number.
     connection_limiter: ConnectionLimiter | None = None
+
+    def _init_state(self) -> None:
+        """Set the per-connection state (called once, from ``__init__``)."""
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._buf = bytearray()
+        self._out = []
+        self._out_size = 0
+        self._runner = None
+        self._waiter = None
+        self._decoder = None
+        self._streaming = False
+        self._discarding = False
+        self._discarding_auth = False
+        self._closing = False
+        self._eof = False
+        self._reading_paused = False
+        self._write_paused = False
+        self._drain_waiter = None
+        self._tls_active = False
+        self._tls_handshake_okay = True
+        self._last_activity = 0.0
+        self._data_started = 0.0
+        self._rate_since = 0.0
+        self._rate_size = 0
+        self._unknown_budget = self.max_unknown_commands
+        self._call_budget = None
+        self._replies_sent = 0
+        self._last_reply = b""
+        self._proxy_done = True
+        self._shutting_down = False
+        self._counted_address = _NOT_COUNTED
 
     def _create_session(self) -> Session:
         return Session(self.loop)
@@ -153,7 +243,6 @@ class Connection(asyncio.StreamReaderProtocol):
     # asyncio protocol callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
         self.transport = transport
         session = self.session = self._create_session()
         session.peer = transport.get_extra_info("peername")
@@ -170,10 +259,10 @@ class Connection(asyncio.StreamReaderProtocol):
             session.ssl = info
         self._last_activity = self.loop.time()
         if self._proxy_timeout is not None:
-            self._timer = self.loop.call_later(self._proxy_timeout, self._on_timer)
+            clock_for(self.loop).add(self, min(self._proxy_timeout, self._tick))
             self._runner = self.loop.create_task(self._read_proxy_header())
         else:
-            self._timer = self.loop.call_later(self._tick, self._on_timer)
+            clock_for(self.loop).add(self, self._tick)
             self._greet()
 
     def _count_connection(self, peer: Any) -> bool:
@@ -233,9 +322,7 @@ class Connection(asyncio.StreamReaderProtocol):
         if self.transport is None:
             return  # Already told (a failed TLS handshake reports it itself).
         self._closing = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        clock_for(self.loop).discard(self)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("connection lost"))
@@ -247,7 +334,6 @@ class Connection(asyncio.StreamReaderProtocol):
             assert self.connection_limiter is not None
             self.connection_limiter.release(self._counted_address)
             self._counted_address = _NOT_COUNTED
-        super().connection_lost(exc)
         self.transport = None
 
     def pause_writing(self) -> None:
@@ -398,42 +484,38 @@ class Connection(asyncio.StreamReaderProtocol):
     # ------------------------------------------------------------------
     # Timeouts
     #
-    # One timer per connection, never cancelled while the connection lives
-    # (cancelled timers pile up in the loop's heap): activity only records a
-    # timestamp. The timer ticks every ``min(timeout, data_rate_window)``
-    # seconds; each tick checks whether the client has been idle for
-    # ``timeout`` seconds and, during DATA, whether the transfer rate over
-    # the last window was too low: a client that keeps sending one byte now
-    # and then is never idle, but it is too slow.
+    # No timer per connection: the loop's clock (smtpkit._clock) calls
+    # _on_tick every second or so, and activity only records a timestamp.
+    # Each tick checks whether the client has been idle for ``timeout``
+    # seconds and, during DATA, whether the transfer rate over the last
+    # window was too low: a client that keeps sending one byte now and then
+    # is never idle, but it is too slow.
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def _on_tick(self, now: float) -> None:
         if self._closing or self.transport is None:
             return
-        now = self.loop.time()
         if not self._proxy_done:
-            log.info("%r PROXY header timeout", self.session.peer if self.session else None)
-            self.transport.close()
+            assert self._proxy_timeout is not None
+            if now - self._last_activity >= self._proxy_timeout:
+                log.info("%r PROXY header timeout", self.session.peer if self.session else None)
+                self._close()
             return
         if self._runner is not None and self._waiter is None:
             # A command is being handled (a slow hook): that is not idling,
             # and the client may be waiting for us, so its rate is not judged.
+            self._last_activity = now
             self._rate_window_start(now)
-            self._timer = self.loop.call_at(now + self._tick, self._on_timer)
             return
         if self._decoder is not None and self._data_too_slow(now):
             return
-        expires = self._last_activity + self._timeout_duration
-        if now >= expires:
+        if now - self._last_activity >= self._timeout_duration:
             log.info("%r connection timeout", self.session.peer if self.session else None)
             self._write_now(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
             self._close()
-            return
-        self._timer = self.loop.call_at(min(expires, now + self._tick), self._on_timer)
 
     @property
     def _tick(self) -> float:
-        """Seconds between two checks of the timer."""
+        """The longest time this connection may wait for a check."""
         if self.data_min_rate:
             return min(self._timeout_duration, self.data_rate_window)
         return self._timeout_duration
@@ -494,9 +576,6 @@ class Connection(asyncio.StreamReaderProtocol):
             return
         self._proxy_done = True
         self._last_activity = self.loop.time()
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(self._tick, self._on_timer)
         self._greet()
         if self._buf:
             self._runner = self.loop.create_task(self._run())

@@ -32,6 +32,23 @@ class Session:
         state: a dict for the application's own per-session values.
     """
 
+    # Slots keep an idle session small; "__dict__" (created on first use)
+    # still lets applications and subclasses set attributes of their own.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_login_data",
+        "_state",
+        "auth_data",
+        "authenticated",
+        "extended_smtp",
+        "host_name",
+        "loop",
+        "peer",
+        "proxy_data",
+        "ssl",
+    )
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.peer: Any = None
         self.ssl: dict[str, Any] | None = None
@@ -75,6 +92,18 @@ class Envelope:
         rcpt_tos: the accepted recipients, in order.
         rcpt_options: RCPT's ESMTP parameters, upper-cased.
     """
+
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "content",
+        "mail_from",
+        "mail_options",
+        "original_content",
+        "rcpt_options",
+        "rcpt_tos",
+        "smtp_utf8",
+    )
 
     def __init__(self) -> None:
         self.mail_from: str | None = None

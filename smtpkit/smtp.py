@@ -24,7 +24,6 @@ from typing import Any
 
 from ._commands import Commands
 from ._connection import ALLOWED_BEFORE_STARTTLS, AUTH_LINE_LIMIT
-from ._data import DataDecoder
 from ._limits import ConnectionLimiter
 from ._session import Envelope, Session
 from ._syntax import syntax
@@ -94,6 +93,13 @@ def _verb_table(cls: Any) -> dict[str, Callable[..., Awaitable[None]]]:
             if name.startswith("smtp_") and callable(getattr(cls, name))
         }
     return table
+
+
+@functools.lru_cache(maxsize=64)
+def _command_limits(mail_limit: int) -> dict[str, int]:
+    # Shared by every connection with the same settings: an idle connection
+    # should not carry its own copy.
+    return {"MAIL": mail_limit, "AUTH": AUTH_LINE_LIMIT}
 
 
 def _current_loop() -> asyncio.AbstractEventLoop:
@@ -195,8 +201,10 @@ class SMTP(AuthCommands, Commands):
         **extras: Any,
     ) -> None:
         self.loop = loop if loop is not None else _current_loop()
-        # No StreamReader: the protocol keeps its own buffer.
-        super().__init__(None, loop=self.loop)  # type: ignore[arg-type]
+        # StreamReaderProtocol.__init__ is not called: its StreamReader,
+        # close future and drain-waiter queue are never used here (the class
+        # keeps its own buffer and flow control), and an idle connection
+        # should cost little.
         self.__ident__ = ident or __ident__
         self.event_handler = handler
         if data_size_limit is not None and not isinstance(data_size_limit, int):
@@ -221,31 +229,7 @@ class SMTP(AuthCommands, Commands):
         )
         self._call_limits = self._check_call_limit(command_call_limit)
         self._verbs = _verb_table(type(self))
-        # Per connection.
-        self.session: Session | None = None
-        self.envelope: Envelope | None = None
-        self.transport: asyncio.BaseTransport | None = None
-        self._buf = bytearray()
-        self._out: list[bytes] = []
-        self._out_size = 0
-        self._runner: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._decoder: DataDecoder | None = None
-        self._streaming = False
-        self._discarding = False
-        self._closing = False
-        self._eof = False
-        self._reading_paused = False
-        self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._tls_active = False
-        self._tls_handshake_okay = True
-        self._timer: asyncio.TimerHandle | None = None
-        self._last_activity = 0.0
-        self._data_started = 0.0
-        self._unknown_budget = self.max_unknown_commands
-        self._call_budget: dict[str, int] | None = None
-        self._replies_sent = 0
+        self._init_state()
 
     # ------------------------------------------------------------------
     # Construction helpers
@@ -284,10 +268,7 @@ class SMTP(AuthCommands, Commands):
             )
         extra = (26 if self.data_size_limit else 0) + (10 if self.enable_SMTPUTF8 else 0)
         # RFC 1870 and RFC 6531 let MAIL grow by their parameters, once.
-        self.command_size_limits = {
-            "MAIL": self.command_size_limit + extra,
-            "AUTH": AUTH_LINE_LIMIT,
-        }
+        self.command_size_limits = _command_limits(self.command_size_limit + extra)
         self._read_limit = max(
             self.line_length_limit, AUTH_LINE_LIMIT + 2, *self.command_size_limits.values()
         )

@@ -106,6 +106,21 @@ def _mechanisms_of(server_cls: type, handler_cls: type) -> dict[str, _Mechanism]
     return found
 
 
+_offered_cache: dict[tuple[type, type, frozenset[str]], dict[str, _Mechanism]] = {}
+
+
+def _offered(
+    server_cls: type, handler_cls: type, excluded: frozenset[str]
+) -> dict[str, _Mechanism]:
+    """The mechanisms offered, without the excluded ones; one shared dict per setting."""
+    key = (server_cls, handler_cls, excluded)
+    offered = _offered_cache.get(key)
+    if offered is None:
+        table = _mechanisms_of(server_cls, handler_cls)
+        offered = _offered_cache[key] = {n: m for n, m in table.items() if n not in excluded}
+    return offered
+
+
 class AuthCommands:
     """The AUTH half of the SMTP class."""
 
@@ -156,9 +171,8 @@ class AuthCommands:
                 )
             self._authenticator = None
             self._auth_callback = auth_callback or login_always_fail
-        table = _mechanisms_of(type(self), type(self.event_handler))
-        excluded = {name.upper() for name in auth_exclude_mechanism or ()}
-        self._auth_methods = {name: m for name, m in table.items() if name not in excluded}
+        excluded = frozenset(name.upper() for name in auth_exclude_mechanism or ())
+        self._auth_methods = _offered(type(self), type(self.event_handler), excluded)
         self._auth_failures = 0
 
     def _advertised_mechanisms(self) -> list[str]:
