@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import paths, procs
@@ -34,7 +35,9 @@ def _client(ctx: Context, port: int, count: int) -> procs.Popen:
     return procs.spawn(argv, cpu=ctx.client_cpu, log=ctx.log, stdin=subprocess.PIPE)
 
 
-def hold(ctx: Context, port: int, count: int, on_held: Any = None) -> dict[str, Any]:
+def hold(
+    ctx: Context, port: int, count: int, on_held: Callable[[], int] | None = None
+) -> dict[str, Any]:
     """Open ``count`` sessions, call ``on_held()`` while they are held, then close them.
 
     Returns:

@@ -22,6 +22,8 @@ from typing import IO, Any
 Popen = subprocess.Popen[bytes]
 
 _LIVE: list[Popen] = []
+#: Output read from a child's stdout beyond the last line returned, by process id.
+_PENDING: dict[int, bytes] = {}
 
 
 class ChildError(Exception):
@@ -77,16 +79,29 @@ def spawn(
 def read_line(proc: Popen, timeout: float, what: str) -> str:
     """Return the next stdout line of ``proc`` (stripped), waiting up to ``timeout`` seconds.
 
+    Reads the pipe directly, keeping what follows the line for the next call, so that two
+    lines arriving together are both seen.
+
     Raises:
         ChildError: If the process ends or stays silent for ``timeout`` seconds.
     """
     assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        raise ChildError(f"{what}: no output within {timeout:.0f} s")
-    line = proc.stdout.readline()
-    if not line:
-        raise ChildError(f"{what}: exited with status {proc.wait()} before answering")
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    pending = _PENDING.get(proc.pid, b"")
+    while b"\n" not in pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ChildError(f"{what}: no output within {timeout:.0f} s")
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise ChildError(f"{what}: exited with status {proc.wait()} before answering")
+        pending += chunk
+    line, _, rest = pending.partition(b"\n")
+    _PENDING[proc.pid] = rest
     return line.decode(errors="replace").strip()
 
 
@@ -129,6 +144,7 @@ def stop(proc: Popen, grace: float = 15.0) -> None:
                 stream.close()
     if proc in _LIVE:
         _LIVE.remove(proc)
+    _PENDING.pop(proc.pid, None)
 
 
 def stop_all() -> None:

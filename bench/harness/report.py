@@ -9,11 +9,15 @@ from .context import MIB, Settings
 from .machine import summary
 
 
+def _rounds(count: int) -> str:
+    return "1 round" if count == 1 else f"{count} interleaved rounds"
+
+
 def _settings_line(settings: Settings) -> str:
     return (
-        f"Medians of {settings.rounds} interleaved round(s). "
+        f"Medians of {_rounds(settings.rounds)}. "
         f"Throughput: smtp-source, {settings.sessions} sessions, "
-        f"{settings.message_size} B messages, {settings.reuse_messages:,} messages reusing "
+        f"{settings.message_size:,}-byte messages, {settings.reuse_messages:,} reusing "
         f"connections and {settings.disconnect_messages:,} one per connection. "
         f"Big message: {settings.big_size / MIB:g} MiB. "
         f"Idle: {settings.idle_sessions:,} sessions. "
