@@ -8,8 +8,13 @@ import smtplib
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from .conftest import Start
 from .helpers import HOST, READY
+
+# Several processes start in each test: allow for a slow, loaded machine.
+pytestmark = pytest.mark.timeout(180)
 
 APP = textwrap.dedent(
     """

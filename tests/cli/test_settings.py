@@ -23,6 +23,7 @@ def greeting_and_size(port: int) -> tuple[bytes, str | None]:
         client.quit()
 
 
+@pytest.mark.timeout(180)
 def test_each_source_wins_over_the_ones_below(start: Start, project: Path) -> None:
     file_port, env_port, flag_port = free_port(), free_port(), free_port()
     write(
@@ -55,6 +56,7 @@ def test_each_source_wins_over_the_ones_below(start: Start, project: Path) -> No
     assert greeting_and_size(file_port) == (b"app.example", "33554432")
 
 
+@pytest.mark.timeout(180)
 def test_switches_override_the_environment(start: Start, project: Path) -> None:
     env = {"SMTPKIT_PROXY_PROTOCOL__TIMEOUT": "3", "SMTPKIT_LOG_LEVEL": "debug"}
     command = start("run", "--port", "0", "--no-proxy-protocol", "--log-level", "info", env=env)

@@ -14,6 +14,9 @@ from .conftest import Start
 from .helpers import HOST, READY, Command, maildir_messages
 from .test_shutdown import finish_data, open_data, signalled
 
+# Several processes start in each test: allow for a slow, loaded machine.
+pytestmark = pytest.mark.timeout(180)
+
 STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 
 
