@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark smtpkit against aiosmtpd and Postfix's smtp-sink, and print the figures.
 
-    python bench/run.py                 # everything, about 25 minutes on 2 cores
+    python bench/run.py                 # everything, about 20 minutes on 2 cores
     python bench/run.py --quick         # a short smoke run, under 2 minutes
     python bench/run.py --only throughput,stall --rounds 5
     python bench/run.py --write-docs    # also rewrite the results in docs/performance.md
@@ -219,4 +219,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print("run.py: interrupted; all benchmark processes stopped", file=sys.stderr)
+        sys.exit(130)

@@ -73,7 +73,7 @@ def describe() -> dict[str, str]:
     project = _versions(paths.project_python(), ["smtpkit", "uvloop"])
     peers = _versions(paths.peers_python(), ["aiosmtpd", "uvloop"])
     return {
-        "cpus": str(os.cpu_count() or 0),
+        "cpus": str(len(os.sched_getaffinity(0))),
         "cpu_model": cpu_model(),
         "kernel": f"{platform.system()} {platform.release()}",
         "python": project.get("python", "unknown"),
