@@ -18,6 +18,7 @@ import argparse
 import logging
 import os
 import platform
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -70,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"smtpkit {namespace.command}"
     try:
         status: int = namespace.func(namespace)
+    except KeyboardInterrupt:
+        # Ctrl-C before the server handles signals itself (while importing, say).
+        return 128 + signal.SIGINT
     except UsageError as exc:
         return _fail(prog, str(exc), EXIT_USAGE)
     except TargetImportError as exc:
@@ -253,9 +257,18 @@ def _serve(target: Target | None, config: ServerConfig, *, worker: int | None = 
         serve_in_process(plan)
     except ConfigError as exc:
         return _fail("smtpkit run", str(exc), EXIT_USAGE)
-    except OSError as exc:
-        return _fail("smtpkit run", exc.strerror or str(exc), EXIT_FAILURE)
+    except Exception as exc:
+        return _serving_failed(exc)
     return EXIT_OK
+
+
+def _serving_failed(error: Exception) -> int:
+    """Report why serving stopped: the address in one line, anything else with its traceback."""
+    reason = error.strerror if isinstance(error, OSError) else None
+    if reason and reason.startswith("cannot listen on"):
+        return _fail("smtpkit run", reason, EXIT_FAILURE)
+    log.critical("serving failed", exc_info=error)
+    return EXIT_FAILURE
 
 
 def _plan(target: Target | None, config: ServerConfig) -> ServePlan:
