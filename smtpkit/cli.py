@@ -200,14 +200,14 @@ def _target_or_default(text: str | None) -> Target:
 
 
 def _routes(namespace: argparse.Namespace) -> int:
-    from ._cli.inspect import routes_lines
+    from ._cli.introspect import routes_lines
 
     print("\n".join(routes_lines(_target_or_default(namespace.target))))
     return EXIT_OK
 
 
 def _check(namespace: argparse.Namespace) -> int:
-    from ._cli.inspect import check_lines
+    from ._cli.introspect import check_lines
 
     target = _target_or_default(namespace.target)
     status = EXIT_OK

@@ -20,6 +20,7 @@ import email.header
 import email.parser
 import email.policy
 import json
+import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from .proxy_protocol import ProxyData
 from .smtp import SMTP, Envelope, Session
 
 __all__ = ["DefaultHandler", "MessageLine", "create_handler"]
+
+log = logging.getLogger("smtpkit.default_app")
 
 #: How much of the start of a message is kept to read its Subject from.
 HEADER_LIMIT = 64 * 1024
@@ -130,7 +133,12 @@ class DefaultHandler(Mailbox):
 
     def _print(self, line: MessageLine) -> None:
         stream = self._stream if self._stream is not None else sys.stdout
-        print(line, file=stream, flush=True)
+        try:
+            print(line, file=stream, flush=True)
+        except (OSError, ValueError) as exc:
+            # The message is stored already: a closed or broken stdout must not turn
+            # the 250 into an error (the client would send the message again).
+            log.warning("could not print the line of a stored message: %s", exc)
 
 
 def _seen_for(session: Session, envelope: Envelope) -> _Seen:

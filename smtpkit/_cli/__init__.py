@@ -5,6 +5,6 @@
 * :mod:`~smtpkit._cli.discovery`: ``module:name`` targets turned into an app or a handler;
 * :mod:`~smtpkit._cli.serving`: one serving process, with its signals;
 * :mod:`~smtpkit._cli.banner`: what start-up prints, and the warnings;
-* :mod:`~smtpkit._cli.inspect`: ``smtpkit routes`` and ``smtpkit check``;
+* :mod:`~smtpkit._cli.introspect`: ``smtpkit routes`` and ``smtpkit check``;
 * :mod:`~smtpkit._cli.children`: child processes, started and stopped gently.
 """

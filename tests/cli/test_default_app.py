@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import smtplib
+import subprocess
 from pathlib import Path
 
 from .conftest import Start
-from .helpers import HOST, READY, maildir_messages, send
+from .helpers import HOST, LISTENING, READY, clean_env, maildir_messages, send, smtpkit
 
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d from=<(?P<from>[^>]*)> to=(?P<to>\S+) "
@@ -68,3 +70,31 @@ def test_default_address_is_loopback_8025(start: Start) -> None:
     command = start("run")
     found = command.wait_for(r"listening on (\S+)|cannot listen on (.*)")
     assert found.group(1) == "127.0.0.1:8025" or "listen.port = 8025" in (found.group(2) or "")
+
+
+def test_a_broken_stdout_does_not_fail_the_delivery(tmp_path: Path) -> None:
+    # The line is printed after the message is stored: if printing fails, the client
+    # must still get its 250, or it would send the message again.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    process = subprocess.Popen(
+        smtpkit("run", "--port", "0"),
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    assert process.stderr is not None
+    try:
+        port = next(int(m.group(1)) for m in map(LISTENING.search, process.stderr) if m)
+        send(port)
+        warning = next(line for line in process.stderr if "could not print" in line)
+        assert (
+            "WARNING smtpkit.default_app: could not print the line of a stored message" in warning
+        )
+        assert len(maildir_messages(tmp_path / "smtpkit-mail")) == 1
+    finally:
+        process.terminate()
+        process.communicate(timeout=READY)
