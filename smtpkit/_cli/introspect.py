@@ -1,8 +1,8 @@
 """``smtpkit routes`` and ``smtpkit check``: what an app has registered, and where mail goes.
 
 Both read the App's registrations (``app.commands``, ``app.hooks``, ``app.routes``,
-``app.blueprints``, and the AUTH mechanisms, authenticator and exception handlers);
-nothing is served.
+``app.blueprints``, and ``app.registry`` for the AUTH mechanisms, the authenticator and
+the exception handlers); nothing is served.
 """
 
 from __future__ import annotations
@@ -50,10 +50,9 @@ def routes_lines(target: Target) -> list[str]:
 
 
 def _registry(app: App) -> Registry:
-    # The App exposes commands, hooks, routes and blueprints; the rest is read from
-    # its registry.
-    registry: Registry = app._registry
-    return registry
+    # The AUTH mechanisms, the authenticator and the exception handlers are read from
+    # the registry; commands, hooks, routes and blueprints have properties of their own.
+    return app.registry
 
 
 def _section(title: str, rows: list[str]) -> list[str]:
