@@ -497,9 +497,25 @@ def test_auth_result_semantics(
         assert client.command("NOOP") == (250, "OK")
 
 
-def test_async_authenticator_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(("password", "expected"), [(PASSWORD, 235), ("wrong", 535)])
+def test_async_authenticator_is_awaited(password: str, expected: int) -> None:
     async def authenticator(*args: Any) -> AuthResult:
-        return AuthResult(success=True)
+        await asyncio.sleep(0.01)
+        credentials = args[-1]
+        return AuthResult(success=credentials.password == PASSWORD.encode(), handled=False)
+
+    with (
+        serving(Recorder(), authenticator=authenticator, auth_require_tls=False) as server,
+        greeted(server.port) as client,
+    ):
+        code, _ = client.command(f"AUTH PLAIN {plain(password=password)}")
+        assert code == expected
+        assert client.command("NOOP") == (250, "OK")
+
+
+def test_authenticator_returning_no_auth_result_gets_451(caplog: pytest.LogCaptureFixture) -> None:
+    def authenticator(*args: Any) -> Any:
+        return True
 
     with (
         serving(Recorder(), authenticator=authenticator, auth_require_tls=False) as server,
@@ -508,7 +524,7 @@ def test_async_authenticator_is_refused(caplog: pytest.LogCaptureFixture) -> Non
         code, _ = client.command(f"AUTH PLAIN {plain()}")
         assert code == 451
         assert client.command("MAIL FROM:<a@example.com>") == (250, "OK")
-    assert any("coroutine function" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+    assert any("expected an AuthResult" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
 
 
 def test_login_password_hides_the_password() -> None:

@@ -300,23 +300,25 @@ class AuthCommands:
             await self.push("501 5.5.2 Can't decode base64")
             return MISSING
 
-    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+    async def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         """Ask the authenticator (or the deprecated ``auth_callback``) about ``auth_data``.
 
+        The documented authenticator is a plain function; one that returns an
+        awaitable (a coroutine function, or a plain function run in a worker
+        thread by the App) is awaited, so slow checks need not block the loop.
+
         Raises:
-            TypeError: the authenticator returned an awaitable.
+            TypeError: the authenticator returned something other than an
+                AuthResult (the client then gets ``451``).
         """
         assert self.session is not None and self.envelope is not None
         if self._authenticator is not None:
             server: Any = self
             result = self._authenticator(server, self.session, self.envelope, mechanism, auth_data)
             if inspect.isawaitable(result):
-                if inspect.iscoroutine(result):
-                    result.close()
-                raise TypeError(
-                    "authenticator must be a plain function returning AuthResult, "
-                    f"not a coroutine function ({self._authenticator!r})"
-                )
+                result = await result
+            if not isinstance(result, AuthResult):
+                raise TypeError(f"the authenticator returned {result!r}; expected an AuthResult")
             return result
         assert self._auth_callback is not None
         if not isinstance(auth_data, LoginPassword):
@@ -355,7 +357,7 @@ class AuthCommands:
         except SASLError as error:
             await self.push(error.reply)
             return AuthResult(success=False)
-        return self._authenticate("PLAIN", credentials)
+        return await self._authenticate("PLAIN", credentials)
 
     async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -371,4 +373,4 @@ class AuthCommands:
         if password is MISSING:
             return AuthResult(success=False)
         assert isinstance(login, bytes) and isinstance(password, bytes)
-        return self._authenticate("LOGIN", LoginPassword(login, password))
+        return await self._authenticate("LOGIN", LoginPassword(login, password))

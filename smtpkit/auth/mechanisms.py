@@ -123,7 +123,7 @@ async def _exchange(
     except SASLError as error:
         await server.push(error.reply)
         return AuthResult(success=False)
-    result = server._authenticate(spec.name, token)
+    result = await server._authenticate(spec.name, token)
     if result.success:
         return result
     # RFC 7628 §3.2.2: tell the client why, wait for its dummy response,

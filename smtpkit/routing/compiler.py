@@ -6,9 +6,10 @@ The result is an ordinary subclass, as if written by hand:
   ``@syntax``, so the server's dispatch table and HELP find it;
 * each AUTH mechanism becomes an ``auth_<NAME>`` method named with
   ``@auth_mechanism``;
-* :class:`CompiledSMTP` adds what every app needs: the app's handler and
-  config as defaults, the lifespan state copied into each new session, and
-  an authenticator that runs off the event loop.
+* :class:`CompiledSMTP` adds what every app needs: the app's handler,
+  config and authenticator as defaults (a plain-function authenticator
+  runs in a worker thread, so a slow password hash never blocks the loop),
+  and the lifespan state copied into each new session.
 
 The handler object comes from :mod:`smtpkit.routing.handler`. Nothing at run
 time goes through the App.
@@ -22,10 +23,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..auth._command import auth_mechanism
-from ..auth._types import AuthResult
 from ..config import ServerConfig
 from ..smtp import SMTP, Session, syntax
-from ._calls import AsyncCall, is_async, to_async
+from ._calls import AsyncCall, to_async
 from .registry import AuthenticatorSpec, CommandSpec, Entry, MechanismSpec, Registry
 
 __all__ = [
@@ -42,11 +42,6 @@ if TYPE_CHECKING:
     _Base = SMTP
 else:
     _Base = object
-
-# Returned by _authenticate while a PLAIN/LOGIN exchange is running, so that
-# the authenticator can then run off the event loop. Should it ever escape, it
-# is a failed authentication.
-_DEFERRED = AuthResult(success=False, handled=False)
 
 
 @dataclass
@@ -82,13 +77,13 @@ class CompiledSMTP(_Base):
     """
 
     _app: ClassVar[AppBinding]
-    _defer_auth = False
-    _deferred_auth: tuple[str, Any] | None = None
 
     def __init__(self, handler: Any = None, **kwargs: Any) -> None:
         app = self._app
         if app.config is not None:
             kwargs.setdefault("config", app.config)
+        if app.auth_call is not None:
+            kwargs.setdefault("authenticator", app.auth_call)
         if app.auth_required:
             kwargs.setdefault("auth_required", True)
         super().__init__(app.handler if handler is None else handler, **kwargs)
@@ -98,53 +93,6 @@ class CompiledSMTP(_Base):
         if self._app.state:
             session.state.update(self._app.state)
         return session
-
-    # -- the authenticator, off the event loop --------------------------------
-
-    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
-        func = self._app.authenticator
-        if func is None:
-            return super()._authenticate(mechanism, auth_data)
-        if self._defer_auth:
-            self._deferred_auth = (mechanism, auth_data)
-            return _DEFERRED
-        # A mechanism that needs the answer at once (XOAUTH2, OAUTHBEARER).
-        if is_async(func):
-            raise TypeError(
-                f"AUTH {mechanism}: the app's authenticator is a coroutine function, but "
-                "this mechanism calls it synchronously; use a plain function"
-            )
-        return _checked(func(self, self.session, self.envelope, mechanism, auth_data))
-
-    async def auth_PLAIN(self, server: Any, args: list[str]) -> AuthResult:
-        return await self._off_loop(super().auth_PLAIN, server, args)
-
-    async def auth_LOGIN(self, server: Any, args: list[str]) -> AuthResult:
-        return await self._off_loop(super().auth_LOGIN, server, args)
-
-    async def _off_loop(
-        self, mechanism: Callable[[Any, list[str]], Any], server: Any, args: list[str]
-    ) -> AuthResult:
-        """Run a built-in mechanism, then its authenticator in a thread (or awaited)."""
-        call = self._app.auth_call
-        if call is None:
-            result: AuthResult = await mechanism(server, args)
-            return result
-        self._defer_auth, self._deferred_auth = True, None
-        try:
-            result = await mechanism(server, args)
-        finally:
-            self._defer_auth = False
-        pending, self._deferred_auth = self._deferred_auth, None
-        if result is not _DEFERRED or pending is None:
-            return result
-        return _checked(await call(self, self.session, self.envelope, *pending))
-
-
-def _checked(result: Any) -> AuthResult:
-    if not isinstance(result, AuthResult):
-        raise TypeError(f"the authenticator returned {result!r}; expected an AuthResult")
-    return result
 
 
 def compile_smtp_class(
