@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import _common
-from _handlers import ContentHandler
 from aiosmtpd.handlers import Sink
 from aiosmtpd.smtp import SMTP
+
+import _common
+from _handlers import ContentHandler
 
 HANDLERS = ("sink", "content")
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import _common
-from _handlers import ContentHandler, SpoolHandler
 from smtpkit.handlers import Sink
 from smtpkit.smtp import SMTP
+
+import _common
+from _handlers import ContentHandler, SpoolHandler
 
 HANDLERS = ("sink", "content", "spool")
 
