@@ -49,6 +49,7 @@ def send(ctx: Context, port: int, messages: int, reuse: bool) -> float | None:
             check=False,
         )
     except subprocess.TimeoutExpired:
+        ctx.log.write(f"smtp-source: no end after {_timeout(messages):.0f} s\n".encode())
         return None
     seconds = time.perf_counter() - start
     if result.returncode != 0:
