@@ -44,6 +44,8 @@ _INPUT_HIGH = 256 * 1024
 _INPUT_LOW = 64 * 1024
 _OUTPUT_FLUSH = 64 * 1024
 _STREAM_HIGH = 1024 * 1024
+# A DATA read this large makes the connection wait one turn of the loop.
+_FAIR_SHARE = 64 * 1024
 
 INTERNAL_ERROR = "451 4.3.0 Requested action aborted: local error in processing"
 LINE_TOO_LONG = "500 Command line too long"
@@ -832,7 +834,14 @@ class Connection(asyncio.StreamReaderProtocol):
             if end < len(data):
                 self._buf += data[end:]
             self._wake()
-        elif self._streaming and decoder.chunks:
+            return
+        if self._streaming and decoder.chunks:
             self._wake()
             if decoder.pending > _STREAM_HIGH:
                 self._pause_reading()
+                return
+        if len(data) >= _FAIR_SHARE and not self._reading_paused:
+            # A fast upload must not starve other connections: uvloop reads
+            # a busy socket many times in one turn of the loop. Skip a turn.
+            self._pause_reading()
+            self.loop.call_soon(self._resume_reading)
