@@ -13,7 +13,7 @@ from typing import Any
 
 from . import paths, procs
 from .context import Context
-from .progress import say
+from .rounds import measure_rounds
 from .servers import Server
 
 HANDLERS = ("content", "spool")
@@ -40,25 +40,11 @@ def measure(ctx: Context, server: Server) -> dict[str, Any]:
 
 
 def run(ctx: Context) -> dict[str, list[dict[str, Any] | None]]:
-    """Measure every server and handler ``rounds`` times, interleaved.
+    """Measure every server and handler ``rounds`` times, interleaved."""
+    return measure_rounds(ctx, "bigmsg", ctx.variants(HANDLERS), measure, _show)
 
-    Returns:
-        ``{label: [measurement per round, None where it failed]}``.
-    """
-    results: dict[str, list[dict[str, Any] | None]] = {}
-    for round_no in range(1, ctx.settings.rounds + 1):
-        for variant in ctx.variants(HANDLERS):
-            try:
-                with Server(variant, ctx) as server:
-                    row: dict[str, Any] | None = measure(ctx, server)
-            except procs.ChildError as exc:
-                ctx.log.write(f"bigmsg {variant.label}: {exc}\n".encode())
-                row = None
-            results.setdefault(variant.label, []).append(row)
-            shown = (
-                "failed (see the log)"
-                if row is None
-                else f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_kib'] / 1024:.1f} MiB"
-            )
-            say("bigmsg", f"round {round_no}/{ctx.settings.rounds} {variant.label}: {shown}")
-    return results
+
+def _show(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "failed (see the log)"
+    return f"{row['seconds']:.2f} s, peak RSS {row['peak_rss_kib'] / 1024:.1f} MiB"

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import paths, procs
 from .context import Context
-from .progress import say
+from .rounds import measure_rounds
 from .servers import Server
 from .stats import percentile
 
@@ -73,23 +73,8 @@ def measure(ctx: Context, server: Server) -> dict[str, Any]:
 
 
 def run(ctx: Context) -> dict[str, list[dict[str, Any] | None]]:
-    """Measure every server ``rounds`` times, interleaved.
-
-    Returns:
-        ``{label: [measurement per round, None where it failed]}``.
-    """
-    results: dict[str, list[dict[str, Any] | None]] = {}
-    for round_no in range(1, ctx.settings.rounds + 1):
-        for variant in ctx.variants():
-            try:
-                with Server(variant, ctx) as server:
-                    row: dict[str, Any] | None = measure(ctx, server)
-            except procs.ChildError as exc:
-                ctx.log.write(f"stall {variant.label}: {exc}\n".encode())
-                row = None
-            results.setdefault(variant.label, []).append(row)
-            say("stall", f"round {round_no}/{ctx.settings.rounds} {variant.label}: {_show(row)}")
-    return results
+    """Measure every server ``rounds`` times, interleaved (see :func:`measure_rounds`)."""
+    return measure_rounds(ctx, "stall", ctx.variants(), measure, _show)
 
 
 def _show(row: dict[str, Any] | None) -> str:
