@@ -98,7 +98,6 @@ class Connection(asyncio.StreamReaderProtocol):
         "_call_limits",
         "_closing",
         "_counted_address",
-        "_data_started",
         "_decode_data",
         "_decoder",
         "_discarding",
@@ -178,7 +177,6 @@ class Connection(asyncio.StreamReaderProtocol):
     _tls_active: bool
     _tls_handshake_okay: bool
     _last_activity: float
-    _data_started: float
     _unknown_budget: int
     _call_budget: dict[str, int] | None
     _replies_sent: int
@@ -217,7 +215,6 @@ class Connection(asyncio.StreamReaderProtocol):
         self._tls_active = False
         self._tls_handshake_okay = True
         self._last_activity = 0.0
-        self._data_started = 0.0
         self._rate_since = 0.0
         self._rate_size = 0
         self._unknown_budget = self.max_unknown_commands
@@ -525,7 +522,7 @@ class Connection(asyncio.StreamReaderProtocol):
     def _start_data_clock(self) -> None:
         """Start judging the DATA transfer rate (called when DATA starts)."""
         now = self.loop.time()
-        self._data_started = self._last_activity = now
+        self._last_activity = now
         self._rate_since = now
         self._rate_size = 0
 
