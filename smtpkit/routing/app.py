@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import re
+import signal
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from .. import server as _server
 from ..config import ServerConfig
@@ -286,7 +289,9 @@ class App(Scaffold):
         """Serve in the foreground until interrupted (Ctrl-C).
 
         Runs :meth:`serve` with :func:`anyio.run` on the asyncio backend, with
-        uvloop when ``config.loop == "uvloop"`` and uvloop is installed.
+        uvloop when ``config.loop == "uvloop"`` and uvloop is installed. The
+        first Ctrl-C (SIGINT) stops the server gracefully, as setting ``stop``
+        does; a second one stops it at once.
 
         Args:
             config: settings to use instead of the app's.
@@ -295,10 +300,43 @@ class App(Scaffold):
         use_uvloop = config.loop == "uvloop" and importlib.util.find_spec("uvloop") is not None
         with contextlib.suppress(KeyboardInterrupt):
             anyio.run(
-                lambda: self.serve(config=config),
+                self._serve_until_interrupted,
+                config,
                 backend="asyncio",
                 backend_options={"use_uvloop": use_uvloop},
             )
+
+    async def _serve_until_interrupted(self, config: ServerConfig) -> None:
+        # SIGINT sets ``stop`` instead of letting the runner cancel the main
+        # task: on Python 3.10 the runner cannot tell that cancellation from
+        # any other (tasks have no uncancel()) and lets CancelledError escape
+        # from anyio.run instead of KeyboardInterrupt.
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            if threading.current_thread() is threading.main_thread():
+                await group.start(_stop_on_interrupt, stop)
+            await self.serve(config=config, stop=stop)
+            group.cancel_scope.cancel()
+
+
+async def _stop_on_interrupt(
+    stop: anyio.Event, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Set ``stop`` at the first SIGINT, then give SIGINT back its default handler.
+
+    The default handler raises KeyboardInterrupt, so a second Ctrl-C stops at
+    once. Where the loop cannot handle signals, Ctrl-C keeps that default.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT))
+        except NotImplementedError:
+            task_status.started()
+            return
+        task_status.started()
+        async for _ in signals:
+            break
+    stop.set()
 
 
 def _describe(spec: Spec) -> str:

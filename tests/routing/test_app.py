@@ -372,6 +372,56 @@ def test_run_serves_until_interrupted(tmp_path: Path, loop: str) -> None:
     assert not os.path.exists(path)
 
 
+def test_run_stops_at_once_on_a_second_interrupt(tmp_path: Path) -> None:
+    # A session in the middle of DATA keeps the graceful drain waiting (here
+    # up to 300 s); the second SIGINT must end it long before that.
+    path = str(tmp_path / "smtp.sock")
+    script = tmp_path / "serve.py"
+    script.write_text(
+        RUN_SCRIPT.format(loop="asyncio").replace(
+            '"loop": "asyncio"', '"loop": "asyncio", "workers.graceful_timeout": 300'
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(script), path], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        _talk_over_unix_socket(path, process)
+        with socket.socket(socket.AF_UNIX) as busy:
+            busy.settimeout(TIMEOUT)
+            busy.connect(path)
+            busy.recv(1024)
+            busy.sendall(b"HELO client\r\nMAIL FROM:<a@example.com>\r\n")
+            busy.sendall(b"RCPT TO:<b@example.com>\r\nDATA\r\n")
+            reply = b""
+            while b"354" not in reply:
+                reply += busy.recv(1024)
+            process.send_signal(signal.SIGINT)
+            _wait_until_refused(path, process)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert out.strip() == b"stopped"
+
+
+def _wait_until_refused(path: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until the server has stopped accepting: the first signal is being handled."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
+        with socket.socket(socket.AF_UNIX) as sock:
+            try:
+                sock.connect(path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                return
+        time.sleep(0.05)
+    raise AssertionError("the server still accepts connections after SIGINT")
+
+
 def _talk_over_unix_socket(path: str, process: subprocess.Popen[bytes]) -> bytes:
     deadline = time.monotonic() + TIMEOUT
     while not os.path.exists(path):
