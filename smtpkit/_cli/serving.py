@@ -74,8 +74,8 @@ def serve_in_process(plan: ServePlan) -> None:
     use_uvloop = plan.config.loop == "uvloop"
     if use_uvloop and importlib.util.find_spec("uvloop") is None:
         raise UsageError(
-            "loop = 'uvloop': uvloop is not installed; install it (pip install "
-            "'smtpkit[uvloop]') or use --loop asyncio"
+            "loop = 'uvloop': uvloop is not installed; install it (python3 -m pip install "
+            "uvloop) or use --loop asyncio"
         )
     anyio.run(_main, plan, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
     if plan.error is not None:
