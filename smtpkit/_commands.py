@@ -20,6 +20,14 @@ from .auth._command import MISSING
 log = logging.getLogger("smtpkit.smtp")
 
 
+class TLSSetupException(Exception):
+    """The TLS handshake after STARTTLS failed.
+
+    The handler's ``handle_exception`` receives it (its ``__cause__`` is the
+    error of the handshake); the connection is closed whatever it returns.
+    """
+
+
 class Commands(Connection):
     """The ``smtp_<VERB>`` methods of :class:`smtpkit.smtp.SMTP`."""
 
@@ -36,7 +44,7 @@ class Commands(Connection):
     @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str | None) -> None:
         if not hostname:
-            await self.push("501 Syntax: HELO hostname")
+            await self._push("501 Syntax: HELO hostname")
             return
         assert self.session is not None
         self._set_rset_state()
@@ -44,8 +52,9 @@ class Commands(Connection):
         status = await self._call_handler_hook("HELO", hostname)
         if status is MISSING:
             self.session.host_name = hostname
-            status = f"250 {self.hostname}"
-        await self.push(status)
+            await self._push(f"250 {self.hostname}")
+            return
+        await self._push_hook_reply(status, "handle_HELO")
 
     def _ehlo_lines(self) -> list[str]:
         lines = [f"250-{self.hostname}"]
@@ -66,7 +75,7 @@ class Commands(Connection):
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str | None) -> None:
         if not hostname:
-            await self.push("501 Syntax: EHLO hostname")
+            await self._push("501 Syntax: EHLO hostname")
             return
         assert self.session is not None
         self._set_rset_state()
@@ -79,49 +88,51 @@ class Commands(Connection):
                 stacklevel=2,
             )
             for line in responses:
-                await self.push(line)
+                await self._push(line)
             responses = []
             await self.ehlo_hook()
         hook = self._hook("EHLO")
         if hook is None:
             self.session.host_name = hostname
             responses.append("250 HELP")
+            for line in responses:
+                await self._push(line)
         elif _ehlo_hook_version(hook) == 4:
             # Deprecated form: replies so far go out, the hook sends the last.
             for line in responses:
-                await self.push(line)
-            responses = [await self._call_handler_hook("EHLO", hostname)]
+                await self._push(line)
+            status = await self._call_handler_hook("EHLO", hostname)
+            await self._push_hook_reply(status, "handle_EHLO")
         else:
             responses.append("250 HELP")
-            responses = await self._call_handler_hook("EHLO", hostname, responses)
-        for line in responses:
-            await self.push(line)
+            status = await self._call_handler_hook("EHLO", hostname, responses)
+            await self._push_hook_reply(status, "handle_EHLO")
 
     @syntax("NOOP [ignored]")
     async def smtp_NOOP(self, arg: str | None) -> None:
         status = await self._call_handler_hook("NOOP", arg)
-        await self.push("250 OK" if status is MISSING else status)
+        await self._hook_or_default(status, "250 OK", "handle_NOOP")
 
     @syntax("QUIT")
     async def smtp_QUIT(self, arg: str | None) -> None:
         if arg:
-            await self.push("501 Syntax: QUIT")
+            await self._push("501 Syntax: QUIT")
             return
         status = await self._call_handler_hook("QUIT")
-        await self.push("221 Bye" if status is MISSING else status)
+        await self._hook_or_default(status, "221 Bye", "handle_QUIT")
         self._close()
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str | None) -> None:
         if arg:
-            await self.push("501 Syntax: STARTTLS")
+            await self._push("501 Syntax: STARTTLS")
             return
         if self._tls_active:
             # Also on implicit TLS, where the SMTP may have no tls_context.
-            await self.push("554 5.5.1 Error: TLS already active")
+            await self._push("554 5.5.1 Error: TLS already active")
             return
         if not self.tls_context:
-            await self.push("454 TLS not available")
+            await self._push("454 TLS not available")
             return
         await self._start_tls()
 
@@ -144,9 +155,11 @@ class Commands(Connection):
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as error:
             log.info("%r TLS handshake failed: %s", self.session.peer, error)
             self._tls_failed(old, error)
+            await self._report_tls_failure(error)
             raise ConnectionResetError("TLS handshake failed") from error
         if new is None or self._closing:
             self._tls_failed(old, None)
+            await self._report_tls_failure(None)
             raise ConnectionResetError("connection closed during the TLS handshake")
         # Not clearing the buffer here: it may already hold the client's
         # first command over TLS, decrypted as the handshake completed.
@@ -159,6 +172,21 @@ class Commands(Connection):
         self._set_rset_state()
         self._tls_active = True
         self._tls_handshake_okay = await self._starttls_hook_okay(session)
+
+    async def _report_tls_failure(self, cause: Exception | None) -> None:
+        """Tell the handler's ``handle_exception`` (the client is gone: no reply)."""
+        error = TLSSetupException(f"TLS handshake failed: {cause or 'connection closed'}")
+        error.__cause__ = cause
+        await self.handle_exception(error)
+
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # Already logged, without a traceback: failed handshakes are
+            # common (scanners, clients that distrust the certificate).
+            return await self._ask_exception_hook(error)
+        return await super().handle_exception(error)
+
+    handle_exception.__doc__ = Connection.handle_exception.__doc__
 
     def _tls_failed(self, old: asyncio.BaseTransport, error: Exception | None) -> None:
         self._closing = True
@@ -188,20 +216,22 @@ class Commands(Connection):
             return
         code = 250
         if arg:
-            method = self._verbs.get(arg.upper())
+            method = self._command_method(arg.upper())
             if method is not None and self._syntax_available(method):
                 assert self.session is not None
                 text = method.__smtp_syntax__  # type: ignore[attr-defined]
                 extended = method.__smtp_syntax_extended__  # type: ignore[attr-defined]
                 if self.session.extended_smtp and extended:
                     text += extended
-                await self.push(f"250 Syntax: {text}")
+                await self._push(f"250 Syntax: {text}")
                 return
             code = 501
         commands = sorted(
-            name for name, method in self._verbs.items() if self._syntax_available(method)
+            name[5:]
+            for name in dir(self)
+            if name.startswith("smtp_") and self._syntax_available(getattr(self, name))
         )
-        await self.push(f"{code} Supported commands: {' '.join(commands)}")
+        await self._push(f"{code} Supported commands: {' '.join(commands)}")
 
     def _syntax_available(self, method: Callable[..., Any]) -> bool:
         if not hasattr(method, "__smtp_syntax__"):
@@ -214,18 +244,18 @@ class Commands(Connection):
         if await self.check_auth_needed("VRFY"):
             return
         if not arg:
-            await self.push("501 Syntax: VRFY <address>")
+            await self._push("501 Syntax: VRFY <address>")
             return
         try:
             address, _ = parse_path(arg, local_part_limit=self.local_part_limit)
         except GrammarError:
-            await self.push(f"502 Could not VRFY {arg}")
+            await self._push(f"502 Could not VRFY {arg}")
             return
         status = await self._call_handler_hook("VRFY", address)
-        await self.push(
-            "252 Cannot VRFY user, but will accept message and attempt delivery"
-            if status is MISSING
-            else status
+        await self._hook_or_default(
+            status,
+            "252 Cannot VRFY user, but will accept message and attempt delivery",
+            "handle_VRFY",
         )
 
     def _path_and_params(
@@ -262,22 +292,21 @@ class Commands(Connection):
         assert self.envelope is not None
         parsed = self._path_and_params("FROM:", arg, allow_null=True)
         if isinstance(parsed, str):
-            await self.push(parsed)
+            await self._push(parsed)
             return
         address, options = parsed
         if self.envelope.mail_from:
-            await self.push("503 Error: nested MAIL command")
+            await self._push("503 Error: nested MAIL command")
             return
         error = self._check_mail_params(options)
         if error:
-            await self.push(error)
+            await self._push(error)
             return
         status = await self._call_handler_hook("MAIL", address, options)
         if status is MISSING:
             self.envelope.mail_from = address
             self.envelope.mail_options.extend(options)
-            status = "250 OK"
-        await self.push(status)
+        await self._hook_or_default(status, "250 OK", "handle_MAIL")
 
     def _check_mail_params(self, options: list[str]) -> str | None:
         """Validate MAIL's ESMTP parameters; return the error reply, if any."""
@@ -311,30 +340,29 @@ class Commands(Connection):
             return
         assert self.envelope is not None
         if not self.envelope.mail_from:
-            await self.push("503 Error: need MAIL command")
+            await self._push("503 Error: need MAIL command")
             return
         parsed = self._path_and_params("TO:", arg, allow_null=False)
         if isinstance(parsed, str):
-            await self.push(parsed)
+            await self._push(parsed)
             return
         address, options = parsed
         if options:
-            await self.push("555 RCPT TO parameters not recognized or not implemented")
+            await self._push("555 RCPT TO parameters not recognized or not implemented")
             return
         if len(self.envelope.rcpt_tos) >= self.max_recipients:
-            await self.push("452 4.5.3 Error: too many recipients")
+            await self._push("452 4.5.3 Error: too many recipients")
             return
         status = await self._call_handler_hook("RCPT", address, options)
         if status is MISSING:
             self.envelope.rcpt_tos.append(address)
             self.envelope.rcpt_options.extend(options)
-            status = "250 OK"
-        await self.push(status)
+        await self._hook_or_default(status, "250 OK", "handle_RCPT")
 
     @syntax("RSET")
     async def smtp_RSET(self, arg: str | None) -> None:
         if arg:
-            await self.push("501 Syntax: RSET")
+            await self._push("501 Syntax: RSET")
             return
         self._set_rset_state()
         if hasattr(self, "rset_hook"):
@@ -345,7 +373,7 @@ class Commands(Connection):
             )
             await self.rset_hook()
         status = await self._call_handler_hook("RSET")
-        await self.push("250 OK" if status is MISSING else status)
+        await self._hook_or_default(status, "250 OK", "handle_RSET")
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
@@ -353,21 +381,21 @@ class Commands(Connection):
             return
         assert self.envelope is not None
         if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
+            await self._push("503 Error: need RCPT command")
             return
         if arg:
-            await self.push("501 Syntax: DATA")
+            await self._push("501 Syntax: DATA")
             return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self._push("354 End data with <CR><LF>.<CR><LF>")
         recipients = len(self.envelope.rcpt_tos)
         try:
             status = await self._receive_data()
             if status is None:
                 try:
                     status = await self._deliver()
-                except ConnectionError:
-                    raise
                 except Exception as error:
+                    if isinstance(error, ConnectionError) and self._connection_gone():
+                        raise
                     status = await self.handle_exception(error)
         finally:
             self._set_post_data_state()
@@ -378,7 +406,14 @@ class Commands(Connection):
         if not isinstance(status, (str, bytes)):
             log.error("handle_DATA returned %r; expected a reply string", status)
             status = INTERNAL_ERROR
-        await self.push(status)
+        await self._push_hook_reply(status, "handle_DATA")
+
+    async def _hook_or_default(self, status: Any, default: str, source: str) -> None:
+        """Reply with what the hook ``source`` returned, or ``default`` without a hook."""
+        if status is MISSING:
+            await self._push(default)
+        else:
+            await self._push_hook_reply(status, source)
 
     async def _receive_data(self) -> str | None:
         """Read the message into the envelope; return an error reply or None."""
@@ -432,9 +467,9 @@ class Commands(Connection):
             result = stream(self, self.session, self.envelope, chunk)
             if inspect.isawaitable(result):
                 await result
-        except ConnectionError:
-            raise
         except Exception as error:
+            if isinstance(error, ConnectionError) and self._connection_gone():
+                raise
             return error
         finally:
             self._resume_reading()
@@ -487,12 +522,26 @@ class Commands(Connection):
         return "250 OK" if status is None else status
 
     async def smtp_EXPN(self, arg: str | None) -> None:
-        await self.push("502 EXPN not implemented")
+        await self._push("502 EXPN not implemented")
+
+
+@functools.lru_cache(maxsize=256)
+def _ehlo_param_count(func: Callable[..., Any], bound: bool) -> int:
+    """The parameters of a ``handle_EHLO`` (without ``self``); TypeError if unsupported."""
+    signature = inspect.signature(func)
+    count = len(signature.parameters) - bound
+    if count not in (4, 5):
+        raise TypeError(
+            f"Unsupported handle_EHLO signature {func.__qualname__}{signature}: "
+            "expected handle_EHLO(self, server, session, envelope, hostname, responses) "
+            "or the deprecated handle_EHLO(self, server, session, envelope, hostname)"
+        )
+    return count
 
 
 @functools.lru_cache(maxsize=256)
 def _ehlo_hook_version_of(func: Callable[..., Any], bound: bool) -> int:
-    count: int = len(inspect.signature(func).parameters) - bound
+    count = _ehlo_param_count(func, bound)
     if count == 4:
         warnings.warn(
             "Use the 5-argument handle_EHLO(server, session, envelope, hostname, responses) hook; "
@@ -500,13 +549,24 @@ def _ehlo_hook_version_of(func: Callable[..., Any], bound: bool) -> int:
             DeprecationWarning,
             stacklevel=4,
         )
-    elif count != 5:
-        raise RuntimeError(f"Unsupported handle_EHLO signature: {count} parameters (expected 5)")
     return count
 
 
-def _ehlo_hook_version(hook: Callable[..., Any]) -> int:
+def _ehlo_func(hook: Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
     func = getattr(hook, "__func__", None)
-    if func is None:
-        return _ehlo_hook_version_of(hook, False)
-    return _ehlo_hook_version_of(func, True)
+    return (hook, False) if func is None else (func, True)
+
+
+def check_ehlo_hook(handler: Any) -> None:
+    """Refuse a handler whose ``handle_EHLO`` takes neither supported signature.
+
+    Raises:
+        TypeError: naming the hook, its signature and the expected ones.
+    """
+    hook = getattr(handler, "handle_EHLO", None)
+    if hook is not None:
+        _ehlo_param_count(*_ehlo_func(hook))
+
+
+def _ehlo_hook_version(hook: Callable[..., Any]) -> int:
+    return _ehlo_hook_version_of(*_ehlo_func(hook))

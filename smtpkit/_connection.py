@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, AnyStr
 from ._clock import clock_for
 from ._data import DataDecoder
 from ._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
+from ._reply_check import ReplyError, reply_lines
 from ._session import Envelope, Session
 from .auth._command import MISSING
 
@@ -425,15 +426,46 @@ class Connection(asyncio.StreamReaderProtocol):
     async def push(self, status: AnyStr) -> None:
         """Send a reply line to the client (CRLF is added).
 
-        Replies are written in batches, when the server is about to wait for
-        the client; ``push`` itself only waits when the transport asked the
-        server to pause writing (a client that does not read its replies).
+        When ``push`` returns, the reply (and any reply queued before it) has
+        been handed to the transport, so a subclass may close the transport
+        or start TLS right after it. ``push`` waits only when the transport
+        asked the server to pause writing (a client that does not read its
+        replies).
 
         Args:
             status: the reply; a str must be ASCII unless SMTPUTF8 is
                 enabled, in which case it is encoded as UTF-8.
         """
         self._reply(status)
+        self._flush()
+        if self._write_paused:
+            await self._drain()
+
+    async def _push(self, status: str | bytes) -> None:
+        """Queue a built-in reply; it is written with the next batch.
+
+        RFC 2920 §3.2 lets a server batch the replies to pipelined commands:
+        built-in commands reply through here, the public :meth:`push` flushes.
+        """
+        self._reply(status)
+        if self._write_paused:
+            await self._drain()
+
+    async def _push_hook_reply(self, status: object, source: str) -> None:
+        """Queue a reply that user code returned, once it is checked.
+
+        A malformed reply (no code, a CR or LF inside a line, a broken
+        multi-line reply) is never written: the client gets ``451 4.3.0``
+        and the log names ``source`` (``"handle_MAIL"``) and what it returned.
+        """
+        try:
+            lines = reply_lines(status)
+        except ReplyError as error:
+            peer = self.session.peer if self.session is not None else None
+            log.error("%r %s returned %r: %s", peer, source, status, error)
+            lines = [INTERNAL_ERROR]
+        for line in lines:
+            self._reply(line)
         if self._write_paused:
             await self._drain()
 
@@ -719,7 +751,7 @@ class Connection(asyncio.StreamReaderProtocol):
                 # RFC 5321 §3.8: a 421 reply means the server closes.
                 self._close()
             return None
-        method = self._verbs.get(verb)
+        method = self._command_method(verb)
         if method is None:
             self._unknown(verb)
             return None
@@ -735,11 +767,28 @@ class Connection(asyncio.StreamReaderProtocol):
     async def _execute(self, method: Callable[..., Awaitable[None]], arg: str | None) -> None:
         self._last_activity = self.loop.time()
         try:
-            await method(self, arg)
-        except ConnectionError:
-            raise
+            await method(arg)
         except Exception as error:
-            await self.push(await self.handle_exception(error))
+            if isinstance(error, ConnectionError) and self._connection_gone():
+                raise
+            # A ConnectionError from a hook (its database refused, its socket
+            # broke) says nothing about the client, which is still waiting.
+            await self._push(await self.handle_exception(error))
+
+    def _connection_gone(self) -> bool:
+        """Whether the client's connection is closed or closing (not just an error)."""
+        transport = self.transport
+        return transport is None or self._closing or self._eof or transport.is_closing()
+
+    def _command_method(self, verb: str) -> Callable[..., Awaitable[None]] | None:
+        """The ``smtp_<VERB>`` method for ``verb``, looked up on each command.
+
+        Looking it up every time (rather than in a table built once per
+        class) lets code patch ``smtp_<VERB>`` on the class or on one server
+        at any time; the lookup goes through the type's attribute cache.
+        """
+        method = getattr(self, "smtp_" + verb, None)
+        return method if callable(method) else None
 
     def _refusal(self, verb: str) -> str | None:
         """Apply the TLS policy and call limits; return the refusal reply, if any."""
@@ -779,6 +828,11 @@ class Connection(asyncio.StreamReaderProtocol):
         """
         peer = self.session.peer if self.session is not None else None
         log.error("%r error while handling a command", peer, exc_info=error)
+        return await self._ask_exception_hook(error)
+
+    async def _ask_exception_hook(self, error: Exception) -> str:
+        """The reply the handler's ``handle_exception`` gives, or ``451 4.3.0``."""
+        peer = self.session.peer if self.session is not None else None
         hook = getattr(self.event_handler, "handle_exception", None)
         if hook is None:
             return INTERNAL_ERROR
@@ -789,7 +843,14 @@ class Connection(asyncio.StreamReaderProtocol):
         except Exception:
             log.exception("%r handle_exception() raised", peer)
             return INTERNAL_ERROR
-        return status if isinstance(status, str) and status else INTERNAL_ERROR
+        if not isinstance(status, str) or not status:
+            return INTERNAL_ERROR
+        try:
+            reply_lines(status)
+        except ReplyError as problem:
+            log.error("%r handle_exception returned %r: %s", peer, status, problem)
+            return INTERNAL_ERROR
+        return status
 
     # ------------------------------------------------------------------
     # Handler hooks
@@ -811,7 +872,7 @@ class Connection(asyncio.StreamReaderProtocol):
         """Reply ``503`` and return True when the client has not greeted yet."""
         assert self.session is not None
         if not self.session.host_name:
-            await self.push(f"503 Error: send {helo} first")
+            await self._push(f"503 Error: send {helo} first")
             return True
         return False
 
@@ -819,7 +880,7 @@ class Connection(asyncio.StreamReaderProtocol):
         """Reply ``530`` and return True when AUTH is required and missing."""
         assert self.session is not None
         if self._auth_required and not self.session.authenticated:
-            await self.push("530 5.7.0 Authentication required")
+            await self._push("530 5.7.0 Authentication required")
             return True
         return False
 

@@ -42,17 +42,17 @@ class LMTP(SMTP):
     async def smtp_LHLO(self, arg: str | None) -> None:
         """The LMTP greeting; answers like EHLO (and calls ``handle_EHLO``)."""
         if not arg:
-            await self.push("501 Syntax: LHLO hostname")
+            await self._push("501 Syntax: LHLO hostname")
             return
         await super().smtp_EHLO(arg)
 
     async def smtp_HELO(self, arg: str | None) -> None:
         """Not part of LMTP (RFC 2033 §4.1): refused like an unknown command."""
-        await self.push('500 Error: command "HELO" not recognized')
+        await self._push('500 Error: command "HELO" not recognized')
 
     async def smtp_EHLO(self, arg: str | None) -> None:
         """Not part of LMTP (RFC 2033 §4.1): refused like an unknown command."""
-        await self.push('500 Error: command "EHLO" not recognized')
+        await self._push('500 Error: command "EHLO" not recognized')
 
     async def check_helo_needed(self, helo: str = "LHLO") -> bool:
         """Reply ``503 Error: send LHLO first`` and return True before LHLO."""
@@ -61,7 +61,7 @@ class LMTP(SMTP):
     async def _send_data_replies(self, status: Any, recipients: int) -> None:
         # RFC 2033 §4.2: one reply per successful RCPT, in their order.
         for reply in _per_recipient(status, recipients):
-            await self.push(reply)
+            await self._push_hook_reply(reply, "handle_DATA")
 
 
 def _per_recipient(status: Any, recipients: int) -> Sequence[str | bytes]:

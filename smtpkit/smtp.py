@@ -19,10 +19,12 @@ import inspect
 import logging
 import socket
 import ssl
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ._commands import Commands
+from ._commands import Commands, TLSSetupException, check_ehlo_hook
 from ._connection import ALLOWED_BEFORE_STARTTLS, AUTH_LINE_LIMIT
 from ._limits import ConnectionLimiter
 from ._session import Envelope, Session
@@ -33,6 +35,7 @@ from .auth._command import (
     AuthCallbackType,
     AuthCommands,
     AuthenticatorType,
+    _Missing,
     auth_mechanism,
     login_always_fail,
 )
@@ -54,6 +57,7 @@ __all__ = [
     "LoginPassword",
     "Session",
     "TLSSetupException",
+    "_Missing",
     "auth_mechanism",
     "login_always_fail",
     "syntax",
@@ -70,29 +74,10 @@ BOGUS_LIMIT = 5
 AuthMechanismType = Callable[["SMTP", list[str]], Awaitable[Any]]
 
 
-class TLSSetupException(Exception):
-    """The TLS handshake after STARTTLS failed."""
-
-
 @functools.lru_cache(maxsize=1)
 def _fqdn() -> str:
     # socket.getfqdn() may consult DNS: do it once per process, not per connection.
     return socket.getfqdn()
-
-
-_verb_tables: dict[Any, dict[str, Callable[..., Awaitable[None]]]] = {}
-
-
-def _verb_table(cls: Any) -> dict[str, Callable[..., Awaitable[None]]]:
-    """Map each verb to its ``smtp_<VERB>`` function, once per class."""
-    table = _verb_tables.get(cls)
-    if table is None:
-        table = _verb_tables[cls] = {
-            name[5:]: getattr(cls, name)
-            for name in dir(cls)
-            if name.startswith("smtp_") and callable(getattr(cls, name))
-        }
-    return table
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,10 +88,45 @@ def _command_limits(mail_limit: int) -> dict[str, int]:
 
 
 def _current_loop() -> asyncio.AbstractEventLoop:
+    """The running loop; outside one, the thread's event loop, made once if there is none.
+
+    Like aiosmtpd: an ``SMTP()`` built before the loop runs belongs to the
+    loop that ``asyncio.get_event_loop()`` will return, and building many
+    never creates more than one loop per thread.
+    """
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.new_event_loop()
+        pass
+    with warnings.catch_warnings():
+        # Asking for the thread's loop when none is set is deprecated.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return asyncio.get_event_loop()
+        except RuntimeError:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            return loop
+
+
+# TLS contexts already warned about (the warnings are given once per context).
+_warned_contexts: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
+
+
+def _warn_tls_context(context: ssl.SSLContext) -> None:
+    """Warn, as aiosmtpd does, about a context that checks client certificates."""
+    if context in _warned_contexts:
+        return
+    _warned_contexts.add(context)
+    if context.verify_mode not in {ssl.CERT_NONE, ssl.CERT_OPTIONAL}:
+        log.warning(
+            "tls_context.verify_mode not in {CERT_NONE, CERT_OPTIONAL}; "
+            "this might cause client connection problems"
+        )
+    elif context.check_hostname:
+        log.warning(
+            "tls_context.check_hostname == True; this might cause client connection problems"
+        )
 
 
 class SMTP(AuthCommands, Commands):
@@ -206,6 +226,7 @@ class SMTP(AuthCommands, Commands):
         # keeps its own buffer and flow control), and an idle connection
         # should cost little.
         self.__ident__ = ident or __ident__
+        check_ehlo_hook(handler)
         self.event_handler = handler
         if data_size_limit is not None and not isinstance(data_size_limit, int):
             raise TypeError(f"data_size_limit must be an int or None, not {data_size_limit!r}")
@@ -214,6 +235,8 @@ class SMTP(AuthCommands, Commands):
         self._decode_data = decode_data
         self.hostname = hostname or _fqdn()
         self.tls_context = tls_context
+        if tls_context is not None:
+            _warn_tls_context(tls_context)
         self.require_starttls = bool(tls_context and require_starttls)
         if not timeout or timeout <= 0:
             raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
@@ -228,7 +251,6 @@ class SMTP(AuthCommands, Commands):
             authenticator=authenticator,
         )
         self._call_limits = self._check_call_limit(command_call_limit)
-        self._verbs = _verb_table(type(self))
         self._init_state()
 
     # ------------------------------------------------------------------
@@ -323,6 +345,32 @@ class SMTP(AuthCommands, Commands):
     @property
     def max_command_size_limit(self) -> int:
         return max(self.command_size_limit, *self.command_size_limits.values())
+
+    # ------------------------------------------------------------------
+    # Compatibility: attributes that code written for aiosmtpd reads.
+    # (``_Missing``, in ``challenge_auth``'s documented return type, is
+    # exported above beside ``MISSING``.)
+
+    #: What a subclass set ``_tls_protocol`` to (a fixture that starts TLS itself).
+    _tls_protocol_set: Any = None
+
+    @property
+    def _tls_protocol(self) -> Any:
+        """The TLS protocol object while TLS is active, None before.
+
+        aiosmtpd keeps its ``SSLProtocol`` here, and client test suites read
+        it to know whether the session is encrypted.
+        """
+        if self._tls_protocol_set is not None:
+            return self._tls_protocol_set
+        transport = self.transport
+        if not self._tls_active or transport is None:
+            return None
+        return getattr(transport, "_ssl_protocol", None) or transport
+
+    @_tls_protocol.setter
+    def _tls_protocol(self, value: Any) -> None:
+        self._tls_protocol_set = value
 
 
 _DEFAULTS = {

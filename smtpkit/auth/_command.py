@@ -1,7 +1,7 @@
 """The AUTH command (RFC 4954) and the built-in PLAIN and LOGIN mechanisms.
 
 This is a mixin of :class:`smtpkit.smtp.SMTP`; it relies on the server's
-``push``, ``_readline``, ``session``, ``envelope`` and ``_close``.
+``_push``, ``_readline``, ``session``, ``envelope`` and ``_close``.
 
 A mechanism is a coroutine ``auth_<NAME>(server, args)`` found on the SMTP
 class or on the handler (the handler's wins), named by the method name or by
@@ -18,6 +18,7 @@ import inspect
 import logging
 import re
 import warnings
+import weakref
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -85,15 +86,17 @@ class _Mechanism(NamedTuple):
     on_handler: bool
 
 
-_mechanism_cache: dict[tuple[type, type], dict[str, _Mechanism]] = {}
+_OfferedKey = tuple[type, frozenset[str]]
+# Keyed weakly on the server class: a class compiled by an App (and the
+# handler classes it is paired with) can be collected once unused.
+_offered_cache: weakref.WeakKeyDictionary[type, dict[_OfferedKey, dict[str, _Mechanism]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _mechanisms_of(server_cls: type, handler_cls: type) -> dict[str, _Mechanism]:
-    """The AUTH mechanisms of a server class and a handler class (cached)."""
-    found = _mechanism_cache.get((server_cls, handler_cls))
-    if found is not None:
-        return found
-    found = _mechanism_cache[server_cls, handler_cls] = {}
+    """The AUTH mechanisms of a server class and a handler class."""
+    found: dict[str, _Mechanism] = {}
     for cls, on_handler in ((server_cls, False), (handler_cls, True)):
         for attribute in dir(cls):
             if not attribute.startswith("auth_"):
@@ -106,18 +109,27 @@ def _mechanisms_of(server_cls: type, handler_cls: type) -> dict[str, _Mechanism]
     return found
 
 
-_offered_cache: dict[tuple[type, type, frozenset[str]], dict[str, _Mechanism]] = {}
-
-
 def _offered(
     server_cls: type, handler_cls: type, excluded: frozenset[str]
 ) -> dict[str, _Mechanism]:
-    """The mechanisms offered, without the excluded ones; one shared dict per setting."""
-    key = (server_cls, handler_cls, excluded)
-    offered = _offered_cache.get(key)
+    """The mechanisms offered, without the excluded ones; one shared dict per setting.
+
+    The first server built with a setting logs the mechanisms it offers.
+    """
+    per_class = _offered_cache.get(server_cls)
+    if per_class is None:
+        per_class = _offered_cache[server_cls] = {}
+    offered = per_class.get((handler_cls, excluded))
     if offered is None:
         table = _mechanisms_of(server_cls, handler_cls)
-        offered = _offered_cache[key] = {n: m for n, m in table.items() if n not in excluded}
+        offered = {n: m for n, m in table.items() if n not in excluded}
+        if len(per_class) > 64:
+            per_class.clear()  # handler classes made on the fly must not pile up
+        per_class[handler_cls, excluded] = offered
+        log.info(
+            "Available AUTH mechanisms: %s",
+            " ".join(n if m.on_handler else n + "(builtin)" for n, m in sorted(offered.items())),
+        )
     return offered
 
 
@@ -133,6 +145,8 @@ class AuthCommands:
         _last_reply: bytes
 
         async def push(self, status: Any) -> None: ...
+        async def _push(self, status: str | bytes) -> None: ...
+        async def _push_hook_reply(self, status: object, source: str) -> None: ...
         async def _readline(self, limit: int = ...) -> Any: ...
         def _close(self) -> None: ...
         async def _call_handler_hook(self, command: str, *args: Any) -> Any: ...
@@ -187,14 +201,16 @@ class AuthCommands:
         assert self.session is not None and self.envelope is not None
         reply = self._auth_refusal(arg)
         if reply is not None:
-            await self.push(reply)
+            await self._push(reply)
             return
         assert arg is not None
         args = arg.split()
         name = args[0].upper()
         before = self._replies_sent
         status = await self._call_handler_hook("AUTH", args)
+        source = "handle_AUTH"
         if status is MISSING:
+            source = f"the AUTH {name} mechanism"
             mechanism = self._auth_methods[name]
             owner = self.event_handler if mechanism.on_handler else self
             result = await getattr(owner, mechanism.attribute)(self, args)
@@ -204,7 +220,7 @@ class AuthCommands:
                 # waiting for the end of the exchange: never leave it hanging.
                 status = AUTH_INVALID
         if status is not None:
-            await self.push(status)
+            await self._push_hook_reply(status, source)
         if self.session.authenticated:
             log.info("%r authenticated with %s", self.session.peer, name)
         else:
@@ -259,7 +275,7 @@ class AuthCommands:
     async def _count_auth_failure(self) -> None:
         self._auth_failures += 1
         if self.max_auth_failures and self._auth_failures >= self.max_auth_failures:
-            await self.push("421 4.7.0 Too many failed authentication attempts, goodbye")
+            await self._push("421 4.7.0 Too many failed authentication attempts, goodbye")
             self._close()
 
     async def challenge_auth(
@@ -282,22 +298,22 @@ class AuthCommands:
             has then been sent).
         """
         raw = challenge.encode() if isinstance(challenge, str) else challenge
-        await self.push(b"334 " + (b64encode(raw) if encode_to_b64 else raw))
+        await self._push(b"334 " + (b64encode(raw) if encode_to_b64 else raw))
         line = await self._readline(_RESPONSE_LIMIT)
         if not isinstance(line, bytes) or len(line) > _RESPONSE_LIMIT:
-            await self.push(AUTH_LINE_TOO_LONG)
+            await self._push(AUTH_LINE_TOO_LONG)
             return MISSING
         if log_client_response:
             warnings.warn("AUTH exchange logging is on: credentials may be logged", stacklevel=2)
             log.debug("%r AUTH response: %r", self.session.peer if self.session else None, line)
         blob = line.strip()
         if blob == b"*":
-            await self.push("501 5.7.0 Auth aborted")
+            await self._push("501 5.7.0 Auth aborted")
             return MISSING
         try:
             return b64decode(blob, validate=True)
         except binascii.Error:
-            await self.push("501 5.5.2 Can't decode base64")
+            await self._push("501 5.5.2 Can't decode base64")
             return MISSING
 
     async def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
@@ -338,7 +354,7 @@ class AuthCommands:
         try:
             return b64decode(args[1].encode(), validate=True)
         except (binascii.Error, ValueError):
-            await self.push("501 5.5.2 Can't decode base64")
+            await self._push("501 5.5.2 Can't decode base64")
             return None
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
@@ -355,7 +371,7 @@ class AuthCommands:
         try:
             credentials = parse_plain(data)
         except SASLError as error:
-            await self.push(error.reply)
+            await self._push(error.reply)
             return AuthResult(success=False)
         return await self._authenticate("PLAIN", credentials)
 

@@ -149,7 +149,7 @@ def _command_method(entry: Entry[CommandSpec]) -> Callable[..., Any]:
             return
         if not isinstance(reply, (str, bytes)):
             raise TypeError(f"command {spec.name} ({owner}) returned {reply!r}; expected a str")
-        await self.push(reply)
+        await self._push_hook_reply(reply, f"command {spec.name} ({owner})")
 
     method.__name__ = method.__qualname__ = "smtp_" + spec.name
     method.__doc__ = getattr(spec.func, "__doc__", None)
