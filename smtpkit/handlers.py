@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.message
+import email.policy
 import io
 import itertools
 import logging
@@ -23,12 +25,16 @@ import secrets
 import smtplib
 import socket
 import sys
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from email.generator import BytesGenerator
+from email.header import Header
 from email.message import Message as EmailMessage
 from email.parser import BytesParser, Parser
+from email.policy import Policy
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, TypeVar
 
@@ -82,6 +88,79 @@ async def _in_worker_thread(func: Callable[..., _T], *args: Any) -> _T:
 def _one_line(text: str) -> str:
     """Return ``text`` with CR and LF replaced, safe to use as a header value."""
     return text.replace("\r", " ").replace("\n", " ")
+
+
+def _header_text(text: str) -> str:
+    """Return ``text`` as a one-line header value that is pure ASCII.
+
+    Non-ASCII text (an SMTPUTF8 address) becomes RFC 2047 encoded-words,
+    which the ``email`` and ``mailbox`` modules decode back to the same text;
+    raw UTF-8 bytes in a header would come back garbled under their default
+    (compat32) reading. The words stay on one line, separated by spaces, which
+    a decoder drops between adjacent encoded-words.
+    """
+    text = _one_line(text)
+    if text.isascii():
+        return text
+    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates
+    folded = Header(text, "utf-8").encode(linesep="\n")
+    return " ".join(part.strip() for part in folded.split("\n"))
+
+
+def _peer_text(peer: object, sockname: object = None) -> str:
+    """Return how X-Peer names the client: ``host:port``, ``[v6]:port`` or a socket path.
+
+    Args:
+        peer: ``session.peer``, as the transport reported it.
+        sockname: the server side's socket name, used when ``peer`` is empty
+            (a client on a Unix socket has no name; the socket's path is the
+            useful fact).
+    """
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host, port = str(peer[0]), peer[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    for name in (peer, sockname):
+        if isinstance(name, bytes):
+            name = os.fsdecode(name)
+        if isinstance(name, str) and name:
+            # A Linux abstract socket name starts with NUL; show it as "@".
+            return name.replace("\0", "@")
+    return "unknown"
+
+
+def _sockname(server: object) -> object:
+    """The server side's socket name of the connection ``server`` serves, if any."""
+    transport = getattr(server, "transport", None)
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    return get_extra_info("sockname") if get_extra_info is not None else None
+
+
+def _parsing_policy(message_class: type[EmailMessage] | None) -> Policy:
+    """The ``email`` policy matching the class a parser builds.
+
+    :class:`email.message.EmailMessage` (and its subclasses) is meant for
+    :data:`email.policy.default`, which decodes RFC 2047 headers; the legacy
+    :class:`email.message.Message` keeps :data:`email.policy.compat32`.
+    """
+    if message_class is not None and issubclass(message_class, email.message.EmailMessage):
+        return email.policy.default
+    return email.policy.compat32
+
+
+# The server side's socket name while a handler builds its X- headers in a
+# method whose signature has no server (prepare_message(session, envelope)):
+# it lets X-Peer name the socket path for a client on a Unix socket.
+_SOCKNAME: ContextVar[object] = ContextVar("smtpkit_handlers_sockname", default=None)
+
+
+@contextlib.contextmanager
+def _socket_of(server: object) -> Iterator[None]:
+    """Make the socket name of ``server``'s connection known to X-Peer inside the block."""
+    token = _SOCKNAME.set(_sockname(server))
+    try:
+        yield
+    finally:
+        _SOCKNAME.reset(token)
 
 
 # ---------------------------------------------------------------------------
@@ -144,7 +223,8 @@ class Debugging:
         self._print("---------- MESSAGE FOLLOWS ----------")
         self._print_options(envelope)
         content = envelope.content if envelope.content is not None else envelope.original_content
-        self._print_content(session.peer, content if content is not None else b"")
+        peer = _peer_text(session.peer, _sockname(server))
+        self._print_content(peer, content if content is not None else b"")
         self._print("------------ END MESSAGE ------------")
         return "250 OK"
 
@@ -162,14 +242,14 @@ class Debugging:
         if printed:
             self._print()
 
-    def _print_content(self, peer: object, content: bytes | str) -> None:
+    def _print_content(self, peer: str, content: bytes | str) -> None:
         # The X-Peer line goes where the header block ends, so the printout
         # reads like the message a mail client would show.
         in_headers = True
         for raw_line in content.splitlines():
             line = raw_line.decode("utf-8", "replace") if isinstance(raw_line, bytes) else raw_line
             if in_headers and not line:
-                self._print(f"X-Peer: {peer!r}")
+                self._print(f"X-Peer: {peer}")
                 in_headers = False
             self._print(line)
 
@@ -183,7 +263,10 @@ class MessageBase(ABC):
 
     Args:
         message_class: the class the parser builds; ``email.message.Message``
-            when not given.
+            when not given. The parser uses :data:`email.policy.default` when
+            it is :class:`email.message.EmailMessage` or a subclass (headers
+            such as an encoded ``Subject`` come out decoded), and
+            :data:`email.policy.compat32` otherwise.
     """
 
     def __init__(self, message_class: type[EmailMessage] | None = None) -> None:
@@ -193,7 +276,8 @@ class MessageBase(ABC):
         """Parse ``envelope.content`` and add the X-Peer, X-MailFrom and X-RcptTo headers.
 
         Args:
-            session: the current session (its ``peer`` becomes X-Peer).
+            session: the current session (its ``peer`` becomes X-Peer, written
+                ``host:port``, ``[IPv6]:port`` or the socket path).
             envelope: the finished transaction.
 
         Returns:
@@ -203,17 +287,23 @@ class MessageBase(ABC):
             TypeError: ``envelope.content`` is neither ``bytes`` nor ``str``.
         """
         data = envelope.content
+        policy = _parsing_policy(self.message_class)
         message: EmailMessage
         if isinstance(data, (bytes, bytearray)):
-            message = BytesParser(self.message_class).parsebytes(bytes(data))
+            message = BytesParser(self.message_class, policy=policy).parsebytes(bytes(data))
         elif isinstance(data, str):
-            message = Parser(self.message_class).parsestr(data)
+            message = Parser(self.message_class, policy=policy).parsestr(data)
         else:
             raise TypeError(f"envelope.content: expected str or bytes, got {type(data).__name__}")
-        message["X-Peer"] = str(session.peer)
+        message["X-Peer"] = _peer_text(session.peer, _SOCKNAME.get())
         message["X-MailFrom"] = envelope.mail_from or ""
         message["X-RcptTo"] = ", ".join(envelope.rcpt_tos)
         return message
+
+    def _prepare(self, server: SMTP, session: Session, envelope: Envelope) -> EmailMessage:
+        """Call :meth:`prepare_message` with the connection's socket name at hand."""
+        with _socket_of(server):
+            return self.prepare_message(session, envelope)
 
     @abstractmethod
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -234,7 +324,7 @@ class Message(MessageBase):
         Returns:
             ``"250 OK"``.
         """
-        self.handle_message(self.prepare_message(session, envelope))
+        self.handle_message(self._prepare(server, session, envelope))
         return "250 OK"
 
     @abstractmethod
@@ -270,7 +360,7 @@ class AsyncMessage(MessageBase):
         Returns:
             ``"250 OK"``.
         """
-        await self.handle_message(self.prepare_message(session, envelope))
+        await self.handle_message(self._prepare(server, session, envelope))
         return "250 OK"
 
     @abstractmethod
@@ -309,6 +399,46 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _create_maildir(path: Path) -> None:
+    """Create a Maildir and its ``tmp``, ``new`` and ``cur`` folders, parents included.
+
+    Raises:
+        NotADirectoryError: ``path`` (or one of its parents) exists and is not a folder.
+        OSError: the folders cannot be created (the message names the path).
+    """
+    try:
+        for sub in ("tmp", "new", "cur"):
+            # mode applies to the folders created here; parents get the umask.
+            (path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise NotADirectoryError(
+            f"Mailbox mail_dir {str(path)!r}: expected a folder (or nothing) there, "
+            f"but {error.filename!r} is a file"
+        ) from error
+
+
+def _remove_stale_files(folder: Path, max_age: float) -> int:
+    """Delete the files in ``folder`` last modified more than ``max_age`` seconds ago.
+
+    Returns:
+        How many were deleted.
+    """
+    cutoff = time.time() - max_age
+    removed = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                stale = entry.is_file(follow_symlinks=False) and (
+                    entry.stat(follow_symlinks=False).st_mtime < cutoff
+                )
+                if stale:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # another process cleaned it first
+    return removed
 
 
 class _MaildirDelivery:
@@ -390,27 +520,46 @@ class Mailbox(Message):
     in memory whole; an aborted transfer leaves nothing behind.
 
     Each stored message starts with ``X-Peer``, ``X-MailFrom`` and ``X-RcptTo``
-    headers, followed by the message as received (with LF line endings).
+    headers, followed by the message as received (with LF line endings), or by
+    what :meth:`message_bytes` returns when it returns bytes.
+
+    Files a crash left in ``tmp/`` are deleted once they are older than
+    :attr:`tmp_max_age` (36 hours, the Maildir convention): when the handler
+    is created, and then after a stored message at most once per
+    :attr:`tmp_sweep_interval`.
 
     Args:
-        mail_dir: the Maildir; it and its ``tmp``, ``new`` and ``cur``
-            folders are created when missing.
+        mail_dir: the Maildir; it, its parents and its ``tmp``, ``new`` and
+            ``cur`` folders are created when missing.
         message_class: the message class used by :meth:`handle_message`.
+
+    Raises:
+        NotADirectoryError: ``mail_dir`` or one of its parents is a file.
+        OSError: the folders cannot be created.
     """
+
+    #: Seconds after which a file in ``tmp/`` counts as left by a crash.
+    tmp_max_age: float = 36 * 3600.0
+    #: Least number of seconds between two clean-ups of ``tmp/``.
+    tmp_sweep_interval: float = 3600.0
 
     def __init__(
         self,
         mail_dir: str | os.PathLike[str],
         message_class: type[EmailMessage] | None = None,
     ) -> None:
+        self._path = Path(mail_dir)
+        _create_maildir(self._path)
         self.mailbox = mailbox.Maildir(mail_dir)
         self.mail_dir = mail_dir
         super().__init__(message_class)
-        self._path = Path(mail_dir)
         self._names = _MaildirNames()
         # Keyed by id(envelope); the envelope itself is kept in the value so
         # its id cannot be reused while the delivery is open.
         self._open: dict[int, tuple[Envelope, _MaildirDelivery]] = {}
+        self._sweep_lock = threading.Lock()
+        self._next_sweep = time.monotonic() + self.tmp_sweep_interval
+        self._sweep_tmp()
 
     @classmethod
     def from_cli(cls, parser: CLIParser, *args: str) -> Self:
@@ -445,6 +594,34 @@ class Mailbox(Message):
         delivery.feed(buffer.getvalue())
         self._commit_or_discard(delivery)
 
+    def message_bytes(self, envelope: Envelope) -> bytes | None:
+        """Return the message to store instead of the one received, or None.
+
+        Called by :meth:`handle_DATA` on the event loop, before anything is
+        made durable. Override it to store a changed message; the ``X-``
+        headers are still written above what it returns.
+
+        The default returns ``envelope.content`` when it is set (encoded as
+        UTF-8 when it is a ``str``), so a subclass that sets or edits
+        ``envelope.content`` before calling ``super().handle_DATA()`` has its
+        change stored; ``envelope.original_content`` is never preferred to it.
+        While the message streams (the default), ``envelope.content`` is None
+        at that point and the bytes received are stored.
+
+        Args:
+            envelope: the finished transaction.
+
+        Returns:
+            The message bytes (CRLF or LF line endings), or None to store the
+            message as received.
+        """
+        content = envelope.content
+        if content is None:
+            return None
+        if isinstance(content, str):
+            return content.encode("utf-8", "surrogateescape")
+        return bytes(content)
+
     async def handle_DATA_CHUNK(
         self, server: SMTP, session: Session, envelope: Envelope, chunk: bytes
     ) -> None:
@@ -453,7 +630,7 @@ class Mailbox(Message):
         Args:
             chunk: decoded, dot-unstuffed message bytes.
         """
-        delivery = self._delivery_for(session, envelope)
+        delivery = self._delivery_for(server, session, envelope)
         if delivery.failed or not delivery.feed(chunk):
             return
         try:
@@ -481,57 +658,101 @@ class Mailbox(Message):
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Make the message durable in ``new/``, then accept it.
 
+        Stores what :meth:`message_bytes` returns when it returns bytes, and
+        otherwise the message as received.
+
         Returns:
             ``"250 OK"`` once the message is on disk, or a ``451`` reply if it
             could not be stored (the details go to the log only).
         """
         entry = self._open.pop(id(envelope), None)
-        if entry is not None:
-            delivery = entry[1]
-        else:
-            # No chunks came (an empty message, or a server that fills
-            # envelope.content instead of streaming).
-            delivery = self._new_delivery(session, envelope)
-            delivery.feed(self._content_bytes(envelope))
-        if delivery.failed:
+        streamed = entry[1] if entry is not None and entry[0] is envelope else None
+        if streamed is not None and streamed.failed:
             return _LOCAL_ERROR
         try:
+            delivery = await self._final_delivery(server, session, envelope, streamed)
             await _in_worker_thread(self._commit_or_discard, delivery)
         except Exception:
             log.exception("Mailbox: could not store a message in %s", self.mail_dir)
             return _LOCAL_ERROR
         return "250 OK"
 
-    def _delivery_for(self, session: Session, envelope: Envelope) -> _MaildirDelivery:
+    async def _final_delivery(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        streamed: _MaildirDelivery | None,
+    ) -> _MaildirDelivery:
+        """The delivery to commit: the streamed one, or one holding message_bytes()."""
+        try:
+            replacement = self.message_bytes(envelope)
+        except BaseException:
+            if streamed is not None:
+                await _in_worker_thread(streamed.discard)
+            raise
+        if streamed is not None and replacement is None:
+            return streamed
+        if streamed is not None:
+            await _in_worker_thread(streamed.discard)
+        # No chunks came (an empty message, or a server that fills
+        # envelope.content instead of streaming), or the message was changed.
+        with _socket_of(server):
+            delivery = self._new_delivery(session, envelope)
+        delivery.feed(replacement if replacement is not None else b"")
+        return delivery
+
+    def _delivery_for(self, server: SMTP, session: Session, envelope: Envelope) -> _MaildirDelivery:
         entry = self._open.get(id(envelope))
         if entry is None or entry[0] is not envelope:
-            entry = (envelope, self._new_delivery(session, envelope))
+            with _socket_of(server):
+                entry = (envelope, self._new_delivery(session, envelope))
             self._open[id(envelope)] = entry
         return entry[1]
 
     def _new_delivery(self, session: Session, envelope: Envelope) -> _MaildirDelivery:
+        """A delivery to a new tmp file, its X- headers already buffered."""
+        peer = _peer_text(session.peer, _SOCKNAME.get())
+        recipients = ", ".join(_header_text(rcpt) for rcpt in envelope.rcpt_tos)
         headers = (
-            f"X-Peer: {_one_line(str(session.peer))}\n"
-            f"X-MailFrom: {_one_line(envelope.mail_from or '')}\n"
-            f"X-RcptTo: {_one_line(', '.join(envelope.rcpt_tos))}\n"
+            f"X-Peer: {_header_text(peer)}\n"
+            f"X-MailFrom: {_header_text(envelope.mail_from or '')}\n"
+            f"X-RcptTo: {recipients}\n"
         )
-        return _MaildirDelivery(self._path, self._names.next(), headers.encode("utf-8"))
+        return _MaildirDelivery(self._path, self._names.next(), headers.encode("ascii"))
 
-    @staticmethod
-    def _content_bytes(envelope: Envelope) -> bytes:
-        if envelope.original_content is not None:
-            return bytes(envelope.original_content)
-        if isinstance(envelope.content, str):
-            return envelope.content.encode("utf-8", "surrogateescape")
-        return bytes(envelope.content or b"")
-
-    @staticmethod
-    def _commit_or_discard(delivery: _MaildirDelivery) -> None:
+    def _commit_or_discard(self, delivery: _MaildirDelivery) -> None:
+        """Commit ``delivery`` (worker thread), then clean ``tmp/`` if it is time."""
         try:
             delivery.commit()
         except BaseException:
             delivery.discard()
             raise
+        self._sweep_tmp_if_due()
+
+    def _sweep_tmp_if_due(self) -> None:
+        now = time.monotonic()
+        with self._sweep_lock:
+            if now < self._next_sweep:
+                return
+            self._next_sweep = now + self.tmp_sweep_interval
+        self._sweep_tmp()
+
+    def _sweep_tmp(self) -> None:
+        """Delete the files a crash left in ``tmp/``; log how many (never raises)."""
+        tmp = self._path / "tmp"
+        try:
+            removed = _remove_stale_files(tmp, self.tmp_max_age)
+        except OSError:
+            log.warning("Mailbox: could not clean %s", tmp, exc_info=True)
+            return
+        if removed:
+            log.info(
+                "Mailbox: removed %d file(s) older than %g hours from %s (left by a crash)",
+                removed,
+                self.tmp_max_age / 3600,
+                tmp,
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -544,13 +765,6 @@ class _RelayFailure(Exception):
     def __init__(self, permanent: bool) -> None:
         super().__init__("permanent" if permanent else "temporary")
         self.permanent = permanent
-
-
-def _peer_address(peer: object) -> str:
-    """Return the client's IP address from ``session.peer`` (or a stand-in)."""
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return str(peer) if peer else "unknown"
 
 
 def _add_header_at_end_of_headers(content: bytes, header: bytes) -> bytes:
@@ -577,8 +791,9 @@ class Proxy:
     """Relay each message to another SMTP server.
 
     The relay runs in a worker thread, so the event loop keeps serving other
-    sessions while the upstream server answers. An ``X-Peer`` header carrying
-    the client's address is added at the end of the message headers.
+    sessions while the upstream server answers. An ``X-Peer`` header naming
+    the client (``host:port``, ``[IPv6]:port`` or the socket path) is added at
+    the end of the message headers.
 
     Replies: ``250 OK`` when the upstream took the message for at least one
     recipient (refused recipients are logged); ``451 4.4.0 ...`` when the
@@ -606,7 +821,7 @@ class Proxy:
         content = envelope.content
         if not isinstance(content, (bytes, bytearray)):
             content = envelope.original_content or b""
-        peer = _peer_address(session.peer).encode("ascii", "replace")
+        peer = _header_text(_peer_text(session.peer, _sockname(server))).encode("ascii")
         data = _add_header_at_end_of_headers(bytes(content), b"X-Peer: " + peer)
         local_name = getattr(server, "hostname", None) or socket.gethostname()
         try:

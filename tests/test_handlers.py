@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email
+import email.message
+import email.policy
 import io
+import logging
 import mailbox
+import os
 import smtplib
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +25,8 @@ from typing import Any
 import aiosmtplib
 import pytest
 
-from smtpkit.controller import Controller
+from smtpkit import handlers
+from smtpkit.controller import Controller, UnixSocketController
 from smtpkit.handlers import AsyncMessage, Debugging, Mailbox, Message, Proxy, Sink
 
 HOST = "127.0.0.1"
@@ -89,14 +96,14 @@ def test_debugging_prints_message_with_peer() -> None:
     with serving(Debugging(stream)) as controller, smtplib.SMTP(HOST, controller.port) as client:
         client.helo("client.example")  # plain SMTP: no MAIL options to print
         client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
-        peer = client.sock.getsockname()
+        host, port = client.sock.getsockname()
     assert stream.getvalue().splitlines() == [
         "---------- MESSAGE FOLLOWS ----------",
         "From: Anne Person <anne@example.com>",
         "To: Bart Person <bart@example.com>",
         "Subject: A test",
         "Message-ID: <ant>",
-        f"X-Peer: {peer!r}",
+        f"X-Peer: {host}:{port}",
         "",
         "Hi Bart, this is Anne.",
         "------------ END MESSAGE ------------",
@@ -152,7 +159,7 @@ class AsyncCollecting(AsyncMessage):
 
 def check_received(message: EmailMessage, peer: tuple[Any, ...]) -> None:
     assert message["Subject"] == "A test"
-    assert message["X-Peer"] == str(peer)
+    assert message["X-Peer"] == f"{peer[0]}:{peer[1]}"
     assert message["X-MailFrom"] == "anne@example.com"
     assert message["X-RcptTo"] == "bart@example.com, cate@example.com"
     assert message.get_payload() == "Hi Bart, this is Anne.\r\n"
@@ -243,12 +250,11 @@ def test_mailbox_message_is_in_new_when_client_gets_250(tmp_path: Path) -> None:
         files = maildir_files(root, "new")
         assert len(files) == 1
         assert maildir_files(root, "tmp") == []
-        peer = client.sock.getsockname()
+        host, port = client.sock.getsockname()
     data = files[0].read_bytes()
     assert b"\r" not in data
-    assert data.startswith(
-        f"X-Peer: {peer}\nX-MailFrom: anne@example.com\nX-RcptTo: bart@example.com\n".encode()
-    )
+    envelope = f"X-Peer: {host}:{port}\nX-MailFrom: anne@example.com\nX-RcptTo: bart@example.com\n"
+    assert data.startswith(envelope.encode())
     assert data.endswith(b"Subject: A test\nMessage-ID: <ant>\n\nHi Bart, this is Anne.\n")
 
 
@@ -435,13 +441,14 @@ def test_proxy_relays_with_x_peer(decode_data: bool) -> None:
         smtplib.SMTP(HOST, near.port) as client,
     ):
         assert client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE) == {}
+        host, port = client.sock.getsockname()
     assert len(upstream.received) == 1
     mail_from, rcpt_tos, content = upstream.received[0]
     assert (mail_from, rcpt_tos) == ("anne@example.com", ["bart@example.com"])
     assert (
         content
         == MESSAGE.replace(
-            "Message-ID: <ant>\r\n", f"Message-ID: <ant>\r\nX-Peer: {HOST}\r\n"
+            "Message-ID: <ant>\r\n", f"Message-ID: <ant>\r\nX-Peer: {host}:{port}\r\n"
         ).encode()
     )
 
@@ -480,3 +487,331 @@ def test_proxy_dead_upstream_gives_451_without_details() -> None:
         assert client.noop()[0] == 250  # the session goes on
     assert code == 451
     assert text == b"4.4.0 The relay host is unavailable; try again later"
+
+
+# -- X-Peer -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("peer", "sockname", "expected"),
+    [
+        (("127.0.0.1", 32994), None, "127.0.0.1:32994"),
+        (("::1", 32994, 0, 0), None, "[::1]:32994"),
+        (("2001:db8::25", 25, 0, 3), None, "[2001:db8::25]:25"),
+        ("", "/run/smtpkit.sock", "/run/smtpkit.sock"),
+        ("", b"/run/bytes.sock", "/run/bytes.sock"),
+        ("", "\0abstract", "@abstract"),
+        (None, None, "unknown"),
+        ("", "", "unknown"),
+    ],
+)
+def test_peer_text_forms(peer: object, sockname: object, expected: str) -> None:
+    assert handlers._peer_text(peer, sockname) == expected
+
+
+@contextmanager
+def unix_serving(handler: Any) -> Iterator[str]:
+    """Serve ``handler`` on a Unix socket in a short temporary folder; yield its path."""
+    # AF_UNIX paths are limited to ~108 bytes: pytest's tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="skh") as folder:
+        path = os.path.join(folder, "smtp.sock")
+        controller = UnixSocketController(handler, path)
+        controller.start()
+        try:
+            yield path
+        finally:
+            controller.stop()
+
+
+def send_over_unix_socket(path: str, message: bytes) -> None:
+    """Send one message over the Unix socket at ``path``, checking each reply code."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        for command, code in (
+            (b"HELO me", b"250"),
+            (b"MAIL FROM:<anne@example.com>", b"250"),
+            (b"RCPT TO:<bart@example.com>", b"250"),
+            (b"DATA", b"354"),
+            (message + b".", b"250"),
+            (b"QUIT", b"221"),
+        ):
+            sock.sendall(command + b"\r\n")
+            assert reader.readline().startswith(code), command
+        reader.close()
+
+
+def test_x_peer_names_the_unix_socket(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    stream = io.StringIO()
+    collecting = Collecting()
+    paths = []
+    for handler in (Mailbox(root), Debugging(stream), collecting):
+        with unix_serving(handler) as path:
+            send_over_unix_socket(path, MESSAGE.encode())
+            paths.append(path)
+    [stored] = maildir_files(root, "new")
+    assert stored.read_bytes().startswith(f"X-Peer: {paths[0]}\n".encode())
+    assert f"X-Peer: {paths[1]}" in stream.getvalue().splitlines()
+    assert collecting.messages[0]["X-Peer"] == paths[2]
+
+
+# -- SMTPUTF8 addresses in Mailbox's headers ---------------------------------
+
+
+def read_maildir_decoded(root: Path) -> list[email.message.EmailMessage]:
+    """The messages in ``root`` (read with ``mailbox.Maildir``), parsed with the modern policy."""
+    box = mailbox.Maildir(root)
+    parsed = [
+        email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+        for key in box.iterkeys()
+    ]
+    return [message for message in parsed if isinstance(message, email.message.EmailMessage)]
+
+
+def test_mailbox_encodes_utf8_addresses_as_rfc2047(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    sender = "jörg@exämple.de"
+    recipients = ["zoë@例え.jp", "bart@example.com", "ünïcödé" * 12 + "@example.com"]
+    message = f"From: {sender}\r\nSubject: Grüße\r\n\r\nHallo.\r\n".encode()
+    with (
+        serving(Mailbox(root), enable_SMTPUTF8=True) as controller,
+        smtplib.SMTP(HOST, controller.port) as client,
+    ):
+        client.ehlo()
+        assert client.has_extn("smtputf8")
+        assert client.sendmail(sender, recipients, message, mail_options=["SMTPUTF8"]) == {}
+    [stored] = read_maildir_decoded(root)
+    assert str(stored["X-MailFrom"]) == sender
+    assert str(stored["X-RcptTo"]) == ", ".join(recipients)
+    # The envelope headers themselves are plain ASCII on disk.
+    [path] = maildir_files(root, "new")
+    envelope_lines = path.read_bytes().split(b"\n")[:3]
+    assert all(line.isascii() for line in envelope_lines), envelope_lines
+    assert envelope_lines[2].startswith(b"X-RcptTo: =?utf-8?")
+
+
+# -- Message(message_class=EmailMessage) ------------------------------------
+
+ENCODED_SUBJECT = MESSAGE.replace("Subject: A test", "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=")
+
+
+def test_email_message_class_parses_with_the_modern_policy() -> None:
+    modern = Keeping(email.message.EmailMessage)
+    legacy = Keeping(None)
+    for handler in (modern, legacy):
+        with serving(handler) as controller, smtplib.SMTP(HOST, controller.port) as client:
+            client.sendmail("anne@example.com", ["bart@example.com"], ENCODED_SUBJECT)
+    [new], [old] = modern.messages, legacy.messages
+    assert type(new) is email.message.EmailMessage
+    assert new["Subject"] == "Grüße"
+    assert new["X-MailFrom"] == "anne@example.com"
+    assert type(old) is EmailMessage
+    assert old["Subject"] == "=?utf-8?q?Gr=C3=BC=C3=9Fe?="
+
+
+@pytest.mark.anyio
+async def test_async_message_with_email_message_class_decodes_headers() -> None:
+    class Modern(AsyncCollecting):
+        def __init__(self) -> None:
+            super().__init__()
+            self.message_class = email.message.EmailMessage
+
+    handler = Modern()
+    with serving(handler) as controller:
+        async with aiosmtplib.SMTP(hostname=HOST, port=controller.port) as client:
+            await client.sendmail("anne@example.com", ["bart@example.com"], ENCODED_SUBJECT)
+    [message] = handler.messages
+    assert isinstance(message, email.message.EmailMessage)
+    assert message["Subject"] == "Grüße"
+
+
+class Keeping(Message):
+    """A Message handler keeping what it gets, with a chosen message class."""
+
+    def __init__(self, message_class: type[EmailMessage] | None) -> None:
+        super().__init__(message_class)
+        self.messages: list[EmailMessage] = []
+
+    def handle_message(self, message: EmailMessage) -> None:
+        self.messages.append(message)
+
+
+# -- Storing a changed message ----------------------------------------------
+
+
+class WholeMessageMailbox(Mailbox):
+    """A subclass that turns streaming off and edits ``envelope.content``."""
+
+    handle_DATA_CHUNK = None  # type: ignore[assignment]
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if isinstance(envelope.content, str):
+            envelope.content = envelope.content.replace("A test", "Edited as text")
+        else:
+            envelope.content = envelope.content.replace(b"A test", b"Edited as bytes")
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize(("decode_data", "subject"), [(False, "bytes"), (True, "text")])
+def test_mailbox_stores_an_edited_content(tmp_path: Path, decode_data: bool, subject: str) -> None:
+    root = tmp_path / "Maildir"
+    handler = WholeMessageMailbox(root)
+    with (
+        serving(handler, decode_data=decode_data) as controller,
+        smtplib.SMTP(HOST, controller.port) as client,
+    ):
+        client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE)
+    [stored] = mailbox.Maildir(root)
+    assert stored["Subject"] == f"Edited as {subject}"
+    assert stored["X-MailFrom"] == "anne@example.com"
+    assert maildir_files(root, "tmp") == []
+
+
+class ReplacingMailbox(Mailbox):
+    """A streaming subclass that sets a new ``envelope.content`` before storing."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        assert envelope.content is None  # streamed: nothing kept in memory
+        envelope.content = b"Subject: replaced\r\n\r\nA new body.\r\n"
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_mailbox_stores_a_content_set_while_streaming(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    with (
+        serving(ReplacingMailbox(root)) as controller,
+        smtplib.SMTP(HOST, controller.port) as client,
+    ):
+        client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE)
+    [path] = maildir_files(root, "new")
+    assert path.read_bytes().endswith(
+        b"X-RcptTo: bart@example.com\nSubject: replaced\n\nA new body.\n"
+    )
+    assert maildir_files(root, "tmp") == []
+
+
+class StampingMailbox(Mailbox):
+    """The supported way: override message_bytes."""
+
+    def __init__(self, mail_dir: Path, fail: bool = False) -> None:
+        super().__init__(mail_dir)
+        self.fail = fail
+
+    def message_bytes(self, envelope: Any) -> bytes | None:
+        if self.fail:
+            raise RuntimeError("cannot build the message")
+        return f"X-Stamp: {len(envelope.rcpt_tos)} recipients\r\n".encode() + MESSAGE.encode()
+
+
+def test_mailbox_message_bytes_decides_what_is_stored(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    with (
+        serving(StampingMailbox(root)) as controller,
+        smtplib.SMTP(HOST, controller.port) as client,
+    ):
+        client.sendmail(
+            "anne@example.com", ["bart@example.com", "cate@example.com"], "Subject: x\r\n\r\n"
+        )
+    [stored] = mailbox.Maildir(root)
+    assert stored["X-Stamp"] == "2 recipients"
+    assert stored["Subject"] == "A test"
+    assert stored["X-RcptTo"] == "bart@example.com, cate@example.com"
+    assert maildir_files(root, "tmp") == []
+
+
+def test_mailbox_message_bytes_failing_gives_451_and_leaves_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    with (
+        serving(StampingMailbox(root, fail=True)) as controller,
+        smtplib.SMTP(HOST, controller.port) as client,
+        pytest.raises(smtplib.SMTPDataError) as raised,
+    ):
+        client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE)
+    assert raised.value.smtp_code == 451
+    assert b"cannot build" not in raised.value.smtp_error
+    assert maildir_files(root, "new") == []
+    assert maildir_files(root, "tmp") == []
+
+
+def test_mailbox_default_message_bytes_keeps_what_was_received(tmp_path: Path) -> None:
+    class Unchanged(Mailbox):
+        handle_DATA_CHUNK = None  # type: ignore[assignment]
+
+    root = tmp_path / "Maildir"
+    raw = MESSAGE.replace("Hi Bart", "Hi B\u00e4rt").encode()
+    with (
+        serving(Unchanged(root), decode_data=True, enable_SMTPUTF8=True) as controller,
+        smtplib.SMTP(HOST, controller.port) as client,
+    ):
+        client.sendmail("anne@example.com", ["bart@example.com"], raw, mail_options=["SMTPUTF8"])
+    [path] = maildir_files(root, "new")
+    assert path.read_bytes().endswith(raw.replace(b"\r\n", b"\n"))
+
+
+# -- Creating the folders, cleaning tmp/ -------------------------------------
+
+
+def test_mailbox_creates_missing_parents(tmp_path: Path) -> None:
+    root = tmp_path / "mail" / "users" / "anne"
+    with serving(Mailbox(root)) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE)
+    assert sorted(p.name for p in root.iterdir()) == ["cur", "new", "tmp"]
+    assert [m["Subject"] for m in mailbox.Maildir(root)] == ["A test"]
+
+
+def test_mailbox_refuses_a_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "mail").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match=r"Mailbox mail_dir '.*mail[/\\]anne'.*is a file"):
+        Mailbox(tmp_path / "mail" / "anne")
+
+
+HOUR = 3600.0
+
+
+def make_tmp_files(root: Path, ages: dict[str, float]) -> None:
+    """Create ``root/tmp/<name>`` files last modified ``age`` seconds ago."""
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for name, age in ages.items():
+        path = root / "tmp" / name
+        path.write_bytes(b"Subject: partial\n\nhalf a mess")
+        os.utime(path, (now - age, now - age))
+
+
+def tmp_names(root: Path) -> set[str]:
+    return {path.name for path in (root / "tmp").iterdir()}
+
+
+def test_mailbox_removes_stale_tmp_files_on_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "Maildir"
+    make_tmp_files(root, {"crash.1": 37 * HOUR, "crash.2": 400 * HOUR, "young": 35 * HOUR})
+    caplog.set_level(logging.INFO, logger="smtpkit.handlers")
+    with serving(Mailbox(root)) as controller, smtplib.SMTP(HOST, controller.port) as client:
+        assert tmp_names(root) == {"young"}
+        client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE)
+    assert tmp_names(root) == {"young"}
+    assert len(maildir_files(root, "new")) == 1
+    [record] = [r for r in caplog.records if "removed" in r.getMessage()]
+    assert record.getMessage().startswith("Mailbox: removed 2 file(s) older than 36 hours from ")
+
+
+def test_mailbox_cleans_tmp_again_when_the_interval_has_passed(tmp_path: Path) -> None:
+    class Sweeping(Mailbox):
+        tmp_sweep_interval = 0.0
+
+    hourly, eager = tmp_path / "hourly", tmp_path / "eager"
+    boxes = [Mailbox(hourly), Sweeping(eager)]
+    for root in (hourly, eager):
+        # Left after the handler started: only a later clean-up finds them.
+        make_tmp_files(root, {"crash": 40 * HOUR, "young": 60.0})
+    for box in boxes:
+        with serving(box) as controller, smtplib.SMTP(HOST, controller.port) as client:
+            client.sendmail("anne@example.com", ["bart@example.com"], MESSAGE)
+    assert tmp_names(hourly) == {"crash", "young"}  # not an hour since the last clean-up
+    assert tmp_names(eager) == {"young"}
+    assert len(maildir_files(eager, "new")) == 1
