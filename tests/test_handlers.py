@@ -24,6 +24,7 @@ from typing import Any
 
 import aiosmtplib
 import pytest
+from cli.helpers import Command
 
 from smtpkit import handlers
 from smtpkit.controller import Controller, UnixSocketController
@@ -815,3 +816,38 @@ def test_mailbox_cleans_tmp_again_when_the_interval_has_passed(tmp_path: Path) -
     assert tmp_names(hourly) == {"crash", "young"}  # not an hour since the last clean-up
     assert tmp_names(eager) == {"young"}
     assert len(maildir_files(eager, "new")) == 1
+
+
+def test_a_killed_server_leaves_only_tmp_files_which_a_restart_cleans(tmp_path: Path) -> None:
+    # The embedded default of `smtpkit run` stores with a Mailbox.
+    root = tmp_path / "Maildir"
+    args = ["run", "--port", "0", "--maildir", str(root)]
+    first = Command(args, tmp_path)
+    try:
+        with socket.create_connection((HOST, first.port()), timeout=30) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            for command in (b"HELO me", b"MAIL FROM:<a@example.com>", b"RCPT TO:<b@example.com>"):
+                sock.sendall(command + b"\r\n")
+                assert reader.readline().startswith(b"250")
+            sock.sendall(b"DATA\r\n")
+            assert reader.readline().startswith(b"354")
+            # More than one flush of the tmp file, and no end of data.
+            sock.sendall(b"Subject: cut by a crash\r\n\r\n" + (b"y" * 998 + b"\r\n") * 600)
+            wait_for(lambda: len(maildir_files(root, "tmp")) == 1, "the tmp file", limit=60)
+            first.process.kill()
+            assert first.wait() != 0
+            reader.close()
+    finally:
+        first.stop()
+    [partial] = maildir_files(root, "tmp")
+    assert maildir_files(root, "new") == []
+    old = time.time() - 37 * HOUR
+    os.utime(partial, (old, old))
+    second = Command(args, tmp_path)
+    try:
+        second.wait_for(r"Mailbox: removed 1 file\(s\) older than 36 hours from .*tmp")
+        assert maildir_files(root, "tmp") == []
+        assert maildir_files(root, "new") == []
+    finally:
+        second.stop()
