@@ -413,9 +413,11 @@ def _create_maildir(path: Path) -> None:
             # mode applies to the folders created here; parents get the umask.
             (path / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as error:
+        candidates = [path / "tmp", path / "new", path / "cur", path, *path.parents]
+        blocking = next((c for c in candidates if c.exists() and not c.is_dir()), path)
         raise NotADirectoryError(
             f"Mailbox mail_dir {str(path)!r}: expected a folder (or nothing) there, "
-            f"but {error.filename!r} is a file"
+            f"but {str(blocking)!r} is a file"
         ) from error
 
 

@@ -765,8 +765,10 @@ def test_mailbox_creates_missing_parents(tmp_path: Path) -> None:
 
 def test_mailbox_refuses_a_file_in_the_way(tmp_path: Path) -> None:
     (tmp_path / "mail").write_text("not a folder")
-    with pytest.raises(NotADirectoryError, match=r"Mailbox mail_dir '.*mail[/\\]anne'.*is a file"):
-        Mailbox(tmp_path / "mail" / "anne")
+    target, blocking = tmp_path / "mail" / "anne", tmp_path / "mail"
+    expected = f"Mailbox mail_dir '{target}': .* but '{blocking}' is a file"
+    with pytest.raises(NotADirectoryError, match=expected):
+        Mailbox(target)
 
 
 HOUR = 3600.0
