@@ -102,24 +102,50 @@ def port_open(port: int) -> bool:
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """Stop a process group: SIGINT, then SIGTERM, then SIGKILL, each bounded."""
+    """Stop a command: SIGINT, then SIGTERM, then SIGKILL, each bounded.
+
+    The signals go to the command's process group; whatever it started in a
+    session of its own (a server's worker processes) is killed at the end if
+    it is still running.
+    """
+    family = descendants(process.pid)
     for sig, grace in ((signal.SIGINT, STOP_GRACE[0]), (signal.SIGTERM, STOP_GRACE[1])):
         if process.poll() is not None:
             break
-        _signal_group(process, sig)
+        _signal_group(process.pid, sig)
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
             continue
     if process.poll() is None:
-        _signal_group(process, signal.SIGKILL)
+        _signal_group(process.pid, signal.SIGKILL)
         process.wait(STOP_GRACE[1])
-    _signal_group(process, signal.SIGKILL)  # anything the command left behind
+    for pid in [process.pid, *family, *descendants(process.pid)]:
+        _signal_group(pid, signal.SIGKILL)
 
 
-def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
+def descendants(pid: int) -> list[int]:
+    """The processes started by ``pid``, at any depth (read from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to ``pid``'s process group, or to ``pid`` when it leads none."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
 
 
 class PageRun:
