@@ -357,15 +357,19 @@ def _run_with_reload(namespace: argparse.Namespace) -> int:
 def configure_logging(level: str) -> None:
     """Log to stderr: time, pid, level, logger and message, one line per record.
 
+    Records are formatted where they are logged and written by a thread
+    (:mod:`smtpkit._output`), so a stderr nobody reads never blocks the event loop:
+    lines beyond the queue are dropped, counted, and the count is logged once stderr
+    takes writes again. The time is ISO 8601 with milliseconds and the UTC offset.
+
     Args:
         level: one of ``LOG_LEVELS``.
     """
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(
-            "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
-        )
-    )
+    from ._output import IsoFormatter, QueueLogHandler, writer_for
+
+    formatter = IsoFormatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    handler = QueueLogHandler(writer_for("stderr", report=lambda n: handler.dropped_report(n)))
+    handler.setFormatter(formatter)
     handler.addFilter(_without_engine_listening)
     root = logging.getLogger()
     root.handlers[:] = [handler]

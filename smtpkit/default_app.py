@@ -4,30 +4,33 @@ It accepts every message for every recipient (it is meant for development and
 tests: point an application's SMTP settings at it and read what it sent), stores each
 message durably in a Maildir with :class:`smtpkit.handlers.Mailbox` (written to
 ``tmp/``, fsync'ed, renamed into ``new/`` before the ``250``) and prints one line per
-stored message on standard output, flushed at once::
+stored message on standard output (one line, shown here on two)::
 
-    2026-01-31T09:30:12+00:00 from=<alice@example.com> to=<bob@example.com> size=9 subject="Hi"
+    2026-01-31T09:30:12.042+00:00 from=<alice@example.com> to=<bob@example.com> size=9
+    file=1769851812.M42315P4242Q1R5e1f2a3b.mail.example subject="Hi"
 
-The line is written only after the message is on disk. Behind a load balancer that
-speaks the PROXY protocol, the line also shows the original client (``client=``).
+(the time as in the log, the envelope, the size as received, the file name
+in the Maildir's ``new/`` and the Subject, decoded from RFC 2047 or UTF-8). The line is
+queued only after the message is on disk, and written by a thread
+(:mod:`smtpkit._output`): a standard output nobody reads never holds up mail; the lines
+it cannot take are dropped and counted in the log. Behind a load balancer that speaks
+the PROXY protocol, the line also shows the original client (``client=``).
 """
 
 from __future__ import annotations
 
 import datetime
-import email.errors
-import email.header
 import email.parser
 import email.policy
 import json
 import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import IO
 
+from ._output import LineWriter, timestamp, writer_for
 from .config import ConfigError
-from .handlers import Mailbox
+from .handlers import Mailbox, _MaildirDelivery
 from .proxy_protocol import ProxyData
 from .smtp import SMTP, Envelope, Session
 
@@ -47,6 +50,7 @@ class _Seen:
 
     size: int = 0
     head: bytearray = field(default_factory=bytearray)
+    file: str | None = None
 
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -68,13 +72,18 @@ class MessageLine:
     size: int
     subject: str | None
     client: str | None = None
+    file: str | None = None
 
     def __str__(self) -> str:
         parts = [
-            self.time.isoformat(timespec="seconds"),
+            timestamp(self.time.timestamp()),
             f"from=<{_one_line(_null_path(self.mail_from))}>",
             "to=" + ",".join(f"<{_one_line(rcpt)}>" for rcpt in self.rcpt_tos),
             f"size={self.size}",
+        ]
+        if self.file is not None:
+            parts.append(f"file={_one_line(self.file).replace(' ', '_')}")
+        parts += [
             "subject="
             + (json.dumps(self.subject, ensure_ascii=False) if self.subject is not None else "-"),
         ]
@@ -88,7 +97,7 @@ class DefaultHandler(Mailbox):
 
     Args:
         mail_dir: the Maildir (created when missing).
-        stream: where the lines go (default: standard output, looked up at each line).
+        stream: where the lines go (default: standard output, looked up at each write).
     """
 
     def __init__(self, mail_dir: str | os.PathLike[str], stream: IO[str] | None = None) -> None:
@@ -125,20 +134,46 @@ class DefaultHandler(Mailbox):
         Returns:
             Mailbox's reply: ``250 OK``, or ``451`` when the message could not be stored.
         """
-        seen = _take_seen(session, envelope) or _seen_in_content(envelope)
         reply = await super().handle_DATA(server, session, envelope)
+        seen = _take_seen(session, envelope)
+        if seen is None or seen.size == 0:
+            # Nothing streamed: Mailbox stored envelope.content (and named the file).
+            seen = _seen_in_content(envelope, seen)
         if reply.startswith("250"):
             self._print(describe(session, envelope, seen))
         return reply
 
+    def _new_delivery(self, session: Session, envelope: Envelope) -> _MaildirDelivery:
+        """Mailbox's delivery, with its file name noted for the line."""
+        delivery = super()._new_delivery(session, envelope)
+        _seen_for(session, envelope).file = delivery._name
+        return delivery
+
     def _print(self, line: MessageLine) -> None:
-        stream = self._stream if self._stream is not None else sys.stdout
-        try:
-            print(line, file=stream, flush=True)
-        except (OSError, ValueError) as exc:
-            # The message is stored already: a closed or broken stdout must not turn
-            # the 250 into an error (the client would send the message again).
-            log.warning("could not print the line of a stored message: %s", exc)
+        # Queued, never written on the loop. The message is stored already: a blocked,
+        # closed or broken stdout must not delay or fail the 250 (the client would send
+        # the message again).
+        self._writer().write(str(line))
+
+    def _writer(self) -> LineWriter:
+        if self._stream is None:
+            return writer_for("stdout", on_error=_print_failed, report=_lines_dropped)
+        stream = self._stream
+        return writer_for(
+            f"stream {id(stream)}", lambda: stream, on_error=_print_failed, report=_lines_dropped
+        )
+
+
+def _print_failed(error: Exception) -> None:
+    log.warning("could not print the line of a stored message: %s", error)
+
+
+def _lines_dropped(count: int) -> None:
+    log.warning(
+        "%d %s of stored messages dropped: standard output was not being read",
+        count,
+        "line" if count == 1 else "lines",
+    )
 
 
 def _seen_for(session: Session, envelope: Envelope) -> _Seen:
@@ -155,9 +190,9 @@ def _take_seen(session: Session, envelope: Envelope) -> _Seen | None:
     return entry[1] if entry is not None and entry[0] is envelope else None
 
 
-def _seen_in_content(envelope: Envelope) -> _Seen:
+def _seen_in_content(envelope: Envelope, seen: _Seen | None) -> _Seen:
     """For a message that did not stream (empty, or a non-streaming server)."""
-    seen = _Seen()
+    seen = seen or _Seen()
     content = envelope.original_content
     if content is None and isinstance(envelope.content, bytes):
         content = envelope.content
@@ -174,18 +209,20 @@ def describe(session: Session, envelope: Envelope, seen: _Seen) -> MessageLine:
         size=seen.size,
         subject=_subject(bytes(seen.head)),
         client=_proxied_client(session),
+        file=seen.file,
     )
 
 
 def _subject(head: bytes) -> str | None:
-    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-    value = parser.parsebytes(head).get("Subject")
-    if value is None:
-        return None
+    """The Subject, unfolded and decoded: RFC 2047 words, raw UTF-8 (else U+FFFD)."""
+    text = head.decode("utf-8", "replace")
     try:
-        return str(email.header.make_header(email.header.decode_header(str(value))))
-    except (UnicodeError, LookupError, email.errors.HeaderParseError):
-        return str(value)
+        value = email.parser.HeaderParser(policy=email.policy.default).parsestr(text).get("Subject")
+    except Exception:
+        # The email package's header parser raises assorted errors on malformed
+        # input; the line of a stored message must still be printed.
+        value = email.parser.HeaderParser().parsestr(text).get("Subject")
+    return None if value is None else str(value)
 
 
 def _proxied_client(session: Session) -> str | None:

@@ -36,6 +36,8 @@ Ready = Callable[[list[Any]], object]
 ServeFunc = Callable[[Ready, anyio.Event], Awaitable[None]]
 #: Seconds between two checks that a worker's supervisor is still there.
 PARENT_CHECK = 1.0
+#: Seconds an exit at once still waits for queued output to be written.
+EXIT_DRAIN = 1.0
 
 
 @dataclass
@@ -139,6 +141,9 @@ async def _watch_parent(stop: anyio.Event, parent: int) -> None:
 
 
 def _flush() -> None:
+    from .._output import drain
+
+    drain(EXIT_DRAIN)  # the queued log lines and message lines, then the streams
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import smtplib
@@ -11,10 +12,13 @@ from pathlib import Path
 from .conftest import Start
 from .helpers import HOST, LISTENING, READY, clean_env, maildir_messages, send, smtpkit
 
+#: One time format for the log and the line: ISO 8601, milliseconds, UTC offset.
+TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
 LINE = re.compile(
-    r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d from=<(?P<from>[^>]*)> to=(?P<to>\S+) "
-    r"size=(?P<size>\d+) subject=(?P<subject>.+)$"
+    rf"^(?P<time>{TIME}) from=<(?P<from>[^>]*)> to=(?P<to>\S+) "
+    r"size=(?P<size>\d+) file=(?P<file>\S+) subject=(?P<subject>.+)$"
 )
+LOG_LINE = re.compile(rf"^(?P<time>{TIME}) \[\d+\] INFO smtpkit\.cli: ")
 
 
 def test_stores_a_message_and_prints_its_line(start: Start, tmp_path: Path) -> None:
@@ -26,6 +30,7 @@ def test_stores_a_message_and_prints_its_line(start: Start, tmp_path: Path) -> N
     assert line["from"] == "alice@example.com"
     assert line["to"] == "<bob@example.com>,<carol@example.com>"
     assert line["subject"] == '"Quarterly report"'
+    assert (tmp_path / "smtpkit-mail" / "new" / line["file"]).is_file()
     (stored,) = maildir_messages(tmp_path / "smtpkit-mail")
     assert b"X-MailFrom: alice@example.com\n" in stored
     assert b"Subject: Quarterly report\n" in stored
@@ -45,14 +50,34 @@ def test_one_line_per_message_with_encoded_subject_and_none(start: Start, tmp_pa
             "a@example.com", ["b@example.com"], "Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nx\r\n"
         )
         client.sendmail("<>", ["b@example.com"], "No-Subject: here\r\n\r\ny\r\n")
+        raw = "Subject: Grüße\r\n aus Köln\r\n\r\nz\r\n".encode()
+        client.sendmail("a@example.com", ["b@example.com"], raw)
+        client.sendmail("a@example.com", ["b@example.com"], b"Subject: bad \xff\xfe\r\n\r\nz\r\n")
 
-    first = command.wait_for(LINE, "stdout")
-    second = command.wait_for(LINE, "stdout", start=1)
+    first, second, third, fourth = (
+        command.wait_for(LINE, "stdout", start=index) for index in range(4)
+    )
     assert first["subject"] == '"Grüße"'
     assert second["subject"] == "-"
     assert second["from"] == ""
-    assert len(maildir_messages(maildir)) == 2
+    assert third["subject"] == '"Grüße aus Köln"'
+    assert fourth["subject"] == '"bad \ufffd\ufffd"'
+    files = {line["file"] for line in (first, second, third, fourth)}
+    assert files == {path.name for path in (maildir / "new").iterdir()}
     assert not (tmp_path / "smtpkit-mail").exists()
+
+
+def test_log_and_line_share_one_time_format(start: Start) -> None:
+    command = start("run", "--port", "0")
+    port = command.port()
+    send(port)
+    logged = command.wait_for(LOG_LINE)
+    line = command.wait_for(LINE, "stdout")
+    for found in (logged, line):
+        moment = datetime.datetime.fromisoformat(found["time"])
+        assert moment.utcoffset() is not None
+        now = datetime.datetime.now(datetime.timezone.utc)
+        assert abs((now - moment).total_seconds()) < READY
 
 
 def test_start_up_says_where_and_what(start: Start, tmp_path: Path) -> None:
