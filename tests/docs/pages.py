@@ -25,7 +25,8 @@ The conventions a page follows (all visible in the Markdown source):
     ending in `` &`` runs in the background until the page is done: the page
     goes on once the port named in the command (``--port N``, ``HOST:PORT``,
     otherwise 8025) accepts connections; the output shown under it is checked
-    when it has been stopped (SIGINT, then SIGTERM, then SIGKILL).
+    when it has been stopped (SIGINT, then SIGTERM, then SIGKILL), at the end
+    of the page or when a later background command wants the same port.
 
 ``<!-- not run: reason -->``
     On the line before a block, skips it (a systemd unit, a fragment, an

@@ -256,6 +256,7 @@ class PageRun:
     def start_background(self, where: str, command: Command) -> None:
         """Start a server command and wait until its port accepts connections."""
         port = command_port(command.text)
+        self.stop_serving_on(port)
         if port_open(port):
             raise PageError(f"{where}: port {port} is already taken before {command.text!r} starts")
         log = self._log_file()
@@ -273,6 +274,12 @@ class PageRun:
                     f"within {START_TIMEOUT:.0f} s:\n{log.read_text(errors='replace')}"
                 )
             time.sleep(0.1)
+
+    def stop_serving_on(self, port: int) -> None:
+        """Stop this page's background commands on ``port``, as a reader would press Ctrl-C."""
+        for job in self.background:
+            if command_port(job.command.text) == port and job.process.poll() is None:
+                stop_group(job.process)
 
     def check_background(self) -> None:
         """Compare what each stopped background command printed with the page."""
