@@ -81,7 +81,10 @@ def _check_multiline(lines: list[str]) -> None:
         if text[:3] != code:
             raise ReplyError(f"the lines of one reply have different codes ({code}, {text[:3]})")
         if text[3:4] != "-":
-            raise ReplyError(f"reply line {text[:40]!r} is followed by more lines but lacks '-'")
+            raise ReplyError(
+                f"reply line {text[:40]!r} is followed by more lines but lacks '-' "
+                "(a CR LF inside a one-line reply is reply injection)"
+            )
     last = lines[-1]
     if last[:3] != code:
         raise ReplyError(f"the lines of one reply have different codes ({code}, {last[:3]})")

@@ -24,7 +24,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from enum import IntEnum
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, Protocol, TypeAlias
 
 __all__ = [
     "AF",
@@ -35,6 +35,7 @@ __all__ = [
     "V2_CMD",
     "V2_PREAMBLE_LENGTH",
     "V2_SIGNATURE",
+    "AsyncReader",
     "EndpointAddress",
     "MalformedTLV",
     "ProxyData",
@@ -42,6 +43,7 @@ __all__ = [
     "ProxyTLV",
     "UnknownTypeTLV",
     "crc32c",
+    "get_proxy",
     "is_trusted",
     "parse_header",
     "parse_networks",
@@ -890,6 +892,65 @@ def is_trusted(peer_ip: str, networks: Iterable[str | IPNetwork]) -> bool:
         for candidate in candidates
         if candidate.version == net.version
     )
+
+
+# endregion
+# region Compatibility: reading a header from a stream, as aiosmtpd's API does
+#
+# The SMTP class feeds its own buffer to parse_header; these two names are for
+# code written against aiosmtpd, which reads the header from a stream reader.
+
+
+class AsyncReader(Protocol):
+    """What `get_proxy` reads from: an :class:`asyncio.StreamReader` fits."""
+
+    async def read(self, n: int = ...) -> bytes: ...
+
+    async def readexactly(self, n: int) -> bytes: ...
+
+    async def readuntil(self, separator: bytes = ...) -> bytes: ...
+
+
+async def get_proxy(reader_func: AsyncReader) -> ProxyData:
+    """Read one PROXY header (v1 or v2) from ``reader_func`` and decode it.
+
+    Reads no byte past the header, so the stream is left at the first byte
+    of the protocol that follows.
+
+    Args:
+        reader_func: the stream to read from.
+
+    Returns:
+        The decoded header. When the bytes are not a valid header, or the
+        stream ends first, a `ProxyData` whose ``error`` says why (it is then
+        falsy, and its ``valid`` is False).
+    """
+    buf = bytearray()
+    try:
+        buf += await reader_func.readexactly(5)
+        while True:
+            parsed = parse_header(buf)
+            if parsed is not None:
+                return parsed[0]
+            buf += await _read_more(reader_func, buf)
+    except ProxyError as error:
+        return ProxyData(version=None).with_error(str(error))
+    except EOFError:  # asyncio.IncompleteReadError
+        return ProxyData(version=None).with_error(
+            f"PROXY header incomplete: the stream ended after {len(buf)} bytes"
+        )
+    except Exception as error:  # the reader's own failure, e.g. a line over its limit
+        return ProxyData(version=None).with_error(f"PROXY exception: {error}")
+
+
+async def _read_more(reader: AsyncReader, buf: bytearray) -> bytes:
+    """The next bytes of a header that `parse_header` found incomplete, and no more."""
+    if buf[:1] == V1_SIGNATURE[:1]:
+        return await reader.readuntil(b"\n")
+    if len(buf) < V2_PREAMBLE_LENGTH:
+        return await reader.readexactly(V2_PREAMBLE_LENGTH - len(buf))
+    declared = int.from_bytes(buf[14:16], "big")
+    return await reader.readexactly(V2_PREAMBLE_LENGTH + declared - len(buf))
 
 
 # endregion
