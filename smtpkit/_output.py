@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import IO
 
 __all__ = [
+    "BATCH_LINES",
     "DRAIN_TIMEOUT",
     "QUEUE_LINES",
     "IsoFormatter",
@@ -43,8 +44,12 @@ __all__ = [
     "writer_for",
 ]
 
-#: Lines a stream's queue holds before new lines are dropped (and counted).
-QUEUE_LINES = 10_000
+#: Lines a stream's queue holds before new lines are dropped (and counted): about
+#: 200 KB of log, on top of what the pipe itself holds (64 KiB on Linux).
+QUEUE_LINES = 1_000
+#: Lines the thread takes from the queue for one write (so what waits on a blocked
+#: stream is bounded too).
+BATCH_LINES = 100
 #: Seconds the exit waits for queued lines to be written.
 DRAIN_TIMEOUT = 5.0
 
@@ -150,8 +155,7 @@ class LineWriter:
                     self._changed.wait()
                 if not self._lines:
                     break
-                batch = list(self._lines)
-                self._lines.clear()
+                batch = [self._lines.popleft() for _ in range(min(BATCH_LINES, len(self._lines)))]
             if self._emit(batch):
                 self._report_drops()
         self._report_drops()
