@@ -11,8 +11,11 @@ How a connection runs:
   server batch the replies to pipelined commands).
 * During DATA, ``data_received`` feeds the decoder directly, so message bytes
   are never copied into the command buffer.
-* One timer per connection: activity only records a timestamp, and the timer
-  re-arms itself for the remaining time when it fires early.
+* The task yields to the loop after every ``_LINES_PER_TURN`` lines, so a
+  client that pipelines without end cannot keep the others waiting.
+* No timer per connection: one sweep per event loop (:mod:`smtpkit._clock`)
+  asks each connection whether its time is up, and activity only records a
+  timestamp. See "Timeouts" below for what restarts each count.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ _OUTPUT_FLUSH = 64 * 1024
 _STREAM_HIGH = 1024 * 1024
 # A DATA read this large makes the connection wait one turn of the loop.
 _FAIR_SHARE = 64 * 1024
+# The command loop yields to the loop after this many lines: a client that
+# pipelines thousands of commands gets a turn like any other, not all of them.
+_LINES_PER_TURN = 64
 
 INTERNAL_ERROR = "451 4.3.0 Requested action aborted: local error in processing"
 LINE_TOO_LONG = "500 Command line too long"
@@ -117,6 +123,7 @@ class Connection(asyncio.StreamReaderProtocol):
         "_reading_paused",
         "_replies_sent",
         "_runner",
+        "_running",
         "_shutting_down",
         "_streaming",
         "_timeout_duration",
@@ -166,6 +173,8 @@ class Connection(asyncio.StreamReaderProtocol):
     _out: list[bytes]
     _out_size: int
     _runner: asyncio.Task[None] | None
+    #: True from the start of a command to its end (the server is busy).
+    _running: bool
     _waiter: asyncio.Future[None] | None
     _decoder: DataDecoder | None
     _streaming: bool
@@ -203,6 +212,7 @@ class Connection(asyncio.StreamReaderProtocol):
         self._out = []
         self._out_size = 0
         self._runner = None
+        self._running = False
         self._waiter = None
         self._decoder = None
         self._streaming = False
@@ -305,10 +315,19 @@ class Connection(asyncio.StreamReaderProtocol):
         buf += data
         if self._waiter is not None:
             self._wake()
-        elif self._runner is None:
+        elif self._runner is None and self._worth_a_run(data):
             self._runner = self.loop.create_task(self._run())
         if len(buf) > _INPUT_HIGH and not self._reading_paused:
             self._pause_reading()
+
+    def _worth_a_run(self, data: bytes) -> bool:
+        """Whether new bytes give the command loop something to do.
+
+        Only a line end completes a command; a partial line waits in the
+        buffer, costs no task, and restarts no timer. Past the read limit
+        the loop is needed all the same, to throw the over-long line away.
+        """
+        return b"\n" in data or len(self._buf) > min(self._read_limit, _INPUT_HIGH)
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -510,28 +529,54 @@ class Connection(asyncio.StreamReaderProtocol):
         self._flush()
         if self.transport is not None and not self._closing:
             self._closing = True
+            # From now on the clock counts how long the last replies take to
+            # leave (see _on_tick).
+            self._last_activity = self.loop.time()
             self.transport.close()
+
+    def _abort(self) -> None:
+        """Drop the connection at once, with whatever it has not sent yet."""
+        self._out.clear()
+        self._out_size = 0
+        if self.transport is not None:
+            self._closing = True
+            self.transport.abort()  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------
     # Timeouts
     #
     # No timer per connection: the loop's clock (smtpkit._clock) calls
-    # _on_tick every second or so, and activity only records a timestamp.
-    # Each tick checks whether the client has been idle for ``timeout``
-    # seconds and, during DATA, whether the transfer rate over the last
-    # window was too low: a client that keeps sending one byte now and then
-    # is never idle, but it is too slow.
+    # _on_tick every second or so, and activity only records a timestamp
+    # (_last_activity). What restarts each count:
+    #
+    # * idle (``timeout``): a command that starts running (_execute), and
+    #   each read during DATA. Bytes that complete no command, and lines
+    #   refused before they run, restart nothing. While a command runs and
+    #   waits for neither the client's input nor its reading (a slow hook),
+    #   the client is not idle.
+    # * DATA rate: judged per window of ``data_rate_window`` seconds; a new
+    #   window starts when the server has made the client wait.
+    # * PROXY header: counted from the connection's start; nothing restarts it.
+    # * closing: counted from the close; the last replies get ``timeout``
+    #   seconds to leave before the connection is aborted.
+    #
+    # A client that does not read its replies (writing paused) is timed out
+    # like any other, and aborted: there is no flushing to a client that
+    # does not read.
 
     def _on_tick(self, now: float) -> None:
-        if self._closing or self.transport is None:
+        if self.transport is None:
+            return
+        if self._closing:
+            self._check_closing(now)
             return
         if not self._proxy_done:
             assert self._proxy_timeout is not None
             if now - self._last_activity >= self._proxy_timeout:
-                log.info("%r PROXY header timeout", self.session.peer if self.session else None)
+                log.info("%r PROXY header timeout", self._peer)
                 self._close()
             return
-        if self._runner is not None and self._waiter is None:
+        if self._running and self._waiter is None and self._drain_waiter is None:
             # A command is being handled (a slow hook): that is not idling,
             # and the client may be waiting for us, so its rate is not judged.
             self._last_activity = now
@@ -540,9 +585,27 @@ class Connection(asyncio.StreamReaderProtocol):
         if self._decoder is not None and self._data_too_slow(now):
             return
         if now - self._last_activity >= self._timeout_duration:
-            log.info("%r connection timeout", self.session.peer if self.session else None)
-            self._write_now(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
-            self._close()
+            log.info("%r connection timeout", self._peer)
+            self._cut(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
+
+    @property
+    def _peer(self) -> Any:
+        return self.session.peer if self.session is not None else None
+
+    def _cut(self, reply: str) -> None:
+        """Send ``reply`` and close; abort when the client does not read its replies."""
+        if self._write_paused:
+            log.info("%r does not read its replies: aborting the connection", self._peer)
+            self._abort()
+            return
+        self._write_now(reply)
+        self._close()
+
+    def _check_closing(self, now: float) -> None:
+        """Abort a closed connection whose last replies have not left in time."""
+        if now - self._last_activity >= self._timeout_duration:
+            log.info("%r does not read its last replies: aborting the connection", self._peer)
+            self._abort()
 
     @property
     def _tick(self) -> float:
@@ -583,8 +646,7 @@ class Connection(asyncio.StreamReaderProtocol):
             received,
             elapsed,
         )
-        self._write_now(f"421 4.4.2 {self.hostname} Error: data transfer too slow")
-        self._close()
+        self._cut(f"421 4.4.2 {self.hostname} Error: data transfer too slow")
         return True
 
     # ------------------------------------------------------------------
@@ -687,6 +749,7 @@ class Connection(asyncio.StreamReaderProtocol):
     # The command loop
 
     async def _run(self) -> None:
+        turn = _LINES_PER_TURN
         try:
             while not self._closing:
                 if self._write_paused:
@@ -696,13 +759,22 @@ class Connection(asyncio.StreamReaderProtocol):
                     break
                 command = self._parse(line)
                 if command is not None:
+                    self._running = True
                     await self._execute(*command)
+                    self._running = False
                 if self._shutting_down:
                     self._say_goodbye()
+                turn -= 1
+                if not turn:
+                    # Let the other connections have their turn (and the
+                    # transport read more of this client's input).
+                    turn = _LINES_PER_TURN
+                    await asyncio.sleep(0)
         except ConnectionError:
             pass
         finally:
             self._runner = None
+            self._running = False
             self._flush()
             if self._shutting_down:
                 self._say_goodbye()
