@@ -14,6 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
+# Imported here, once: pytester forgets the modules an inner run imported, and
+# cryptography's compiled bindings cannot be imported a second time.
+import trustme  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
 # hypothesis's plugin costs more than a second per in-process run; none of
