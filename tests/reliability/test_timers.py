@@ -22,6 +22,7 @@ import pytest
 from conftest import HOST, LOOP_KINDS, RawClient
 
 from smtpkit._clock import MAX_INTERVAL
+from smtpkit.smtp import SMTP
 
 Raw = Callable[..., RawClient]
 
@@ -193,3 +194,40 @@ def test_a_client_that_never_reads_is_cut_and_aborted(
         sender.join(10)
     messages = [r.getMessage() for r in caplog.records if r.name == "smtpkit.smtp"]
     assert any("does not read" in message for message in messages), messages
+
+
+class DeepBuffer(SMTP):
+    """Queues up to 4 MiB of replies before it stops handling commands.
+
+    With a small kernel send buffer, the replies of a few thousand commands
+    are still waiting in the transport when ``QUIT`` closes the connection.
+    """
+
+    def connection_made(self, transport: Any) -> None:
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        transport.set_write_buffer_limits(high=4 * 1024 * 1024)
+        super().connection_made(transport)
+
+
+@pytest.mark.parametrize("loop_kind", LOOP_KINDS)
+def test_a_closed_connection_whose_replies_never_leave_is_aborted(
+    server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="smtpkit.smtp")
+    running = server(cls=DeepBuffer, timeout=TIMEOUT)
+    sock = blocked_client(running.port)
+    try:
+        sock.sendall(b"EHLO client.test\r\n" * 3000 + b"QUIT\r\n")
+        protocol = running.protocols[0]
+        closed_at = wait_for(lambda: protocol._closing, "the server to close", 20)
+        assert protocol.transport is not None, "every reply left: nothing to test"
+        assert protocol.transport.get_write_buffer_size() > 0
+        cut_at = wait_for(lambda: protocol.transport is None, "the server to drop it", DEADLINE)
+        assert cut_at - closed_at <= DEADLINE
+        received, _ = read_until_closed(sock, 10)
+        assert not received.endswith(b"221 Bye\r\n")
+    finally:
+        sock.close()
+    messages = [r.getMessage() for r in caplog.records if r.name == "smtpkit.smtp"]
+    assert any("does not read its last replies" in message for message in messages), messages
