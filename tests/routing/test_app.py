@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import smtplib
@@ -430,7 +431,11 @@ def _talk_over_unix_socket(path: str, process: subprocess.Popen[bytes]) -> bytes
         time.sleep(0.02)
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(TIMEOUT)
-        sock.connect(path)
+        # The file exists once bound, a moment before the server listens on it.
+        while sock.connect_ex(path) == errno.ECONNREFUSED:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the server did not listen on its socket"
+            time.sleep(0.02)
         reply = sock.recv(1024)
         sock.sendall(b"PING\r\n")
         while b"259" not in reply:
