@@ -227,6 +227,26 @@ def test_postfix_snippets(tmp_path: Path) -> None:
 # -- port 25 without root --------------------------------------------------------------
 
 
+def _skip_unless_runnable_as(as_user: list[str], cwd: Path) -> None:
+    """Skip unless the user ``as_user`` switches to can run this interpreter and smtpkit.
+
+    It cannot when they live in folders that user may not enter (a checkout or a
+    pyenv build under a home folder with mode 0700).
+    """
+    probe = subprocess.run(
+        [*as_user, sys.executable, "-c", "import smtpkit"],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=READY,
+        check=False,
+    )
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+        pytest.skip(f"user nobody cannot run {sys.executable} with smtpkit: {reason}")
+
+
 def privileged_free_port() -> int:
     """A free port below 1024 that unprivileged users may not bind."""
     start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
@@ -262,6 +282,7 @@ def test_an_unprivileged_user_binds_a_privileged_port_with_the_capability(
         "--maildir",
         str(maildir),
     ]
+    _skip_unless_runnable_as(as_nobody, shared)
 
     refused = subprocess.run(
         [*as_nobody, *smtpkit],
