@@ -1,0 +1,214 @@
+"""A live fuzz target: hypothesis-made sessions against one running ``smtpkit run``.
+
+Each example opens a connection and sends a session built from pieces: random bytes,
+valid commands mutated with NUL, bare CR or LF and invalid UTF-8, huge lines, a partial
+TLS ClientHello (alone or after STARTTLS), PROXY v1/v2 headers the server does not
+expect, AUTH with garbage, DATA and BDAT cut short. It then half-closes and reads what
+the server says, for a bounded time. After every session a probe client must still get
+its 250 for a whole message; the server must never log an internal error, and its
+resident memory (``VmRSS``) must not grow beyond a generous bound.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli.helpers import Command
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smtpkit.config import ServerConfig
+
+from .conftest import HOST, READY, make_message, rss_kib, stored_by_id
+
+#: Seconds one fuzz session may take to be answered and closed.
+SESSION_TIME = 5.0
+#: Growth of the server's resident memory allowed over the whole run (KiB).
+RSS_GROWTH = 64 * 1024
+EXAMPLES = 200
+
+VALID = [
+    b"EHLO fuzz.example",
+    b"HELO fuzz.example",
+    b"MAIL FROM:<a@example.com>",
+    b"MAIL FROM:<a@example.com> SIZE=100 BODY=8BITMIME",
+    b"RCPT TO:<b@example.com>",
+    b"DATA",
+    b"Subject: fuzz",
+    b"",
+    b"body line",
+    b".",
+    b"RSET",
+    b"NOOP",
+    b"VRFY b@example.com",
+    b"HELP",
+    b"STARTTLS",
+    b"QUIT",
+]
+ENDINGS = st.sampled_from([b"\r\n"] * 6 + [b"\n", b"\r", b"", b"\r\r\n"])
+CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(32))
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """A valid command with one thing wrong with it."""
+    line = draw(st.sampled_from(VALID))
+    where = draw(st.integers(0, len(line)))
+    noise = draw(
+        st.sampled_from([b"\x00", b"\r", b"\n", b"\xff\xfe", b"\xc3(", b"\xed\xa0\x80", b"\x1b[0m"])
+    )
+    return line[:where] + noise + line[where:] + draw(ENDINGS)
+
+
+def lines(*items: bytes) -> bytes:
+    return b"".join(item + b"\r\n" for item in items)
+
+
+PIECES = st.one_of(
+    st.sampled_from(VALID).map(lambda line: line + b"\r\n"),
+    mutated(),
+    st.binary(max_size=2048),
+    st.integers(1000, 120_000).map(lambda size: b"EHLO " + b"x" * size + b"\r\n"),
+    st.integers(1000, 120_000).map(lambda size: b"y" * size),  # a line that never ends
+    st.binary(max_size=200).map(lambda tail: CLIENT_HELLO + tail),
+    st.just(lines(b"EHLO fuzz.example", b"STARTTLS") + CLIENT_HELLO[:20]),
+    st.sampled_from(
+        [
+            b"PROXY TCP4 192.0.2.1 192.0.2.2 1234 25\r\n",
+            b"PROXY TCP6 ::1 ::2 1 2\r\n",
+            b"PROXY UNKNOWN\r\n",
+            b"PROXY TCP4 999.0.0.1 x y z\r\n",
+        ]
+    ),
+    st.binary(max_size=64).map(lambda tail: b"\r\n\r\n\x00\r\nQUIT\n\x21\x11" + tail),
+    st.binary(max_size=300).map(lambda junk: b"AUTH PLAIN " + junk + b"\r\n"),
+    st.binary(max_size=100).map(lambda junk: lines(b"AUTH LOGIN", junk, junk)),
+    st.binary(max_size=50).map(lambda junk: b"AUTH " + junk + b"\r\n"),
+    st.binary(max_size=500).map(
+        lambda body: (
+            lines(b"EHLO f", b"MAIL FROM:<a@example.com>", b"RCPT TO:<b@example.com>")
+            + b"DATA\r\n"
+            + body
+        )
+    ),
+    st.integers(0, 10**12).map(lambda size: f"BDAT {size} LAST\r\n".encode() + b"z" * 100),
+    st.binary(max_size=100).map(lambda junk: b"MAIL FROM:<" + junk + b"> SMTPUTF8\r\n"),
+)
+SESSIONS = st.lists(PIECES, min_size=1, max_size=10)
+
+
+def run_session(port: int, pieces: list[bytes]) -> bytes:
+    """Send ``pieces``, half-close, and read the replies until the server closes."""
+    received = bytearray()
+    with socket.create_connection((HOST, port), timeout=SESSION_TIME) as sock:
+        reader = threading.Thread(target=_read_all, args=(sock, received), daemon=True)
+        reader.start()
+        try:
+            for piece in pieces:
+                sock.sendall(piece)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may close first (a limit, QUIT among the pieces)
+        reader.join(SESSION_TIME)
+    return bytes(received)
+
+
+def _read_all(sock: socket.socket, into: bytearray) -> None:
+    try:
+        while chunk := sock.recv(65536):
+            into += chunk
+    except OSError:
+        pass
+
+
+class Probe:
+    """A client that sends one whole message after each fuzz session."""
+
+    def __init__(self, server: Command, port: int, maildir: Path) -> None:
+        self.server = server
+        self.port = port
+        self.maildir = maildir
+        self.count = 0
+
+    def check(self) -> None:
+        self.count += 1
+        message = make_message(f"probe-{self.count}@test", 300)
+        with smtplib.SMTP(HOST, self.port, timeout=READY) as client:
+            code, _ = client.noop()
+            assert code == 250
+            refused = client.sendmail("a@example.com", ["b@example.com"], message.data)
+        assert refused == {}
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
+    folder = tmp_path_factory.mktemp("fuzz")
+    command = Command(["run", "--port", "0", "--maildir", str(folder / "mail")], folder)
+    try:
+        yield Probe(command, command.port(), folder / "mail")
+    finally:
+        command.stop()
+
+
+def internal_errors(command: Command) -> list[str]:
+    """The log lines about internal errors (a traceback, a 451 for a bug)."""
+    logged = command.output().split("\n--- stderr\n", 1)[1].splitlines()
+    return [line for line in logged if " ERROR " in line or " CRITICAL " in line]
+
+
+@pytest.fixture(scope="module")
+def rss_before(fuzz_target: Probe) -> int:
+    # A few whole sessions first, so the start-up allocations are behind us.
+    for _ in range(20):
+        fuzz_target.check()
+    return rss_kib(fuzz_target.server.pid)
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(pieces=SESSIONS)
+def test_any_session_leaves_the_server_serving(
+    fuzz_target: Probe, rss_before: int, pieces: list[bytes]
+) -> None:
+    run_session(fuzz_target.port, pieces)
+    assert fuzz_target.server.process.poll() is None, fuzz_target.server.output()
+    fuzz_target.check()
+    assert internal_errors(fuzz_target.server) == []
+
+
+def test_ten_thousand_recipients(fuzz_target: Probe) -> None:
+    rcpts = [f"RCPT TO:<r{number}@example.com>".encode() for number in range(10_000)]
+    session = lines(b"EHLO many.example", b"MAIL FROM:<a@example.com>", *rcpts, b"DATA")
+    replies = run_session(
+        fuzz_target.port, [session + b"Message-ID: <many@test>\r\n\r\nx\r\n.\r\n"]
+    )
+    codes = [line[:3] for line in replies.split(b"\r\n") if line[3:4] == b" "]
+    # Every recipient is answered: accepted up to the limit, 452 beyond (RFC 5321
+    # 4.5.3.1.10); then the message goes to the accepted ones.
+    limit = ServerConfig().limits.max_recipients
+    assert codes == [b"220", b"250", b"250"] + [b"250"] * limit + [b"452"] * (10_000 - limit) + [
+        b"354",
+        b"250",
+    ]
+    assert "many@test" in stored_by_id(fuzz_target.maildir)
+    fuzz_target.check()
+
+
+def test_memory_stays_bounded(fuzz_target: Probe, rss_before: int) -> None:
+    # Runs after the fuzz sessions (file order): whatever they left behind shows here.
+    for _ in range(20):
+        fuzz_target.check()
+    grown = rss_kib(fuzz_target.server.pid) - rss_before
+    assert grown < RSS_GROWTH, f"VmRSS grew by {grown} KiB over {fuzz_target.count} probes"
+    stored = stored_by_id(fuzz_target.maildir)
+    assert len([key for key in stored if key.startswith("probe-")]) == fuzz_target.count
+    assert internal_errors(fuzz_target.server) == []
