@@ -3,7 +3,8 @@
 The server appends from its own thread; tests read, clear and wait from
 theirs. Sync waits use a :class:`threading.Condition`; async waits park an
 :mod:`asyncio` future of the test's loop, resolved through
-``call_soon_threadsafe``, so the test's loop never blocks.
+``call_soon_threadsafe``, so the test's loop never blocks (on other loops,
+such as trio's through anyio, the wait runs in a worker thread).
 """
 
 from __future__ import annotations
@@ -87,9 +88,18 @@ class Inbox:
             return list(self._messages)
 
     async def wait_async(self, n: int, timeout: float) -> list[CapturedMessage]:
-        """Like :meth:`wait`, without blocking the running event loop."""
+        """Like :meth:`wait`, without blocking the running event loop.
+
+        On asyncio it waits on a future of the running loop; on another
+        event loop (trio, through anyio) the wait runs in a worker thread.
+        """
         _check_wait(n, timeout)
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            import anyio.to_thread
+
+            return await anyio.to_thread.run_sync(self.wait, n, timeout)
         future: asyncio.Future[None] = loop.create_future()
         with self._ready:
             if len(self._messages) >= n:

@@ -14,9 +14,14 @@ from collections.abc import Callable
 
 import pytest
 
-# Imported here, once: pytester forgets the modules an inner run imported, and
-# cryptography's compiled bindings cannot be imported a second time.
+# Imported here, once: pytester forgets the modules an inner run imported.
+# cryptography's compiled bindings cannot be imported a second time, and a
+# second copy of smtpkit.testing's modules would bring a second copy of its
+# exception classes, which the first copy's names would not catch.
 import trustme  # noqa: F401
+
+import smtpkit.testing._factory
+import smtpkit.testing._server  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
