@@ -24,6 +24,7 @@ from conftest import HOST, LOOP_KINDS, READ_TIMEOUT, RawClient, Recorder
 from interop import certificates
 
 from smtpkit._reply_check import ReplyError, reply_lines
+from smtpkit.auth import AuthResult
 from smtpkit.handlers import Sink
 from smtpkit.lmtp import LMTP
 from smtpkit.proxy_protocol import AF, AsyncReader, ProxyData, get_proxy
@@ -503,3 +504,25 @@ def test_reply_check_table() -> None:
         reply_lines("25O OK")
     with pytest.raises(ReplyError, match="more lines follow"):
         reply_lines(["250-a"])
+
+
+# -- 8. What the differences page says about max_auth_failures ------------------
+
+
+def test_smtplib_second_login_with_a_wrong_password_gets_421(server: Any) -> None:
+    def refuse(*args: Any) -> AuthResult:
+        return AuthResult(success=False)
+
+    running = server(Sink(), authenticator=refuse, auth_require_tls=False)
+    with smtp_client(running.port) as client:
+        client.ehlo()
+        # smtplib tries PLAIN, then LOGIN: two failed attempts.
+        with pytest.raises(smtplib.SMTPAuthenticationError) as first:
+            client.login("anne", "wrong")
+        assert first.value.smtp_code == 535
+        # The third failed mechanism reaches max_auth_failures (3).
+        with pytest.raises(smtplib.SMTPAuthenticationError) as second:
+            client.login("anne", "wrong")
+        assert second.value.smtp_code == 421
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.noop()
