@@ -7,9 +7,10 @@
 * ``smtpkit passwd …``: manage a password file (:mod:`smtpkit.auth.passwd`).
 
 Exit status: 0 on success (and after a graceful stop), 1 when serving failed (the
-address cannot be bound, the target's module raised while importing) or ``check``
-found no route, 2 for a usage or configuration error. ``docs/cli.md`` is the
-reference; a test keeps it in step with ``--help``.
+address cannot be bound, the target's module raised while importing, its factory
+raised) or ``check`` found no route, 2 for a usage or configuration error (``smtpkit``
+alone prints the help and exits 2), 141 (128 + SIGPIPE) when the reader of the output
+went away. ``docs/cli.md`` is the reference; a test keeps it in step with ``--help``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._cli.discovery import Target, TargetImportError, load_target, source_roots
+from ._cli.discovery import Target, TargetRaisedError, load_target, source_roots
 from ._cli.options import UsageError, add_server_flags, flag_arguments
 from ._cli.settings import config_file, load_config
 from ._version import __version__
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments:
+        build_parser().print_help(sys.stderr)
+        return EXIT_USAGE
     if arguments[:1] == ["passwd"]:
         from .auth.passwd import main as passwd_main
 
@@ -71,20 +75,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = f"smtpkit {namespace.command}"
     try:
         status: int = namespace.func(namespace)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_gone()
     except KeyboardInterrupt:
         # Ctrl-C before the server handles signals itself (while importing, say).
         return 128 + signal.SIGINT
     except UsageError as exc:
         return _fail(prog, str(exc), EXIT_USAGE)
-    except TargetImportError as exc:
+    except TargetRaisedError as exc:
         print(f"{prog}: error: {exc}; its traceback:", file=sys.stderr)
         _print_own_traceback(exc.__cause__ or exc)
         return EXIT_FAILURE
     return status
 
 
+def _reader_gone() -> int:
+    """Stop quietly when the reader of stdout closed it (``smtpkit routes app | head -1``)."""
+    # The interpreter flushes stdout once more at exit; send that to /dev/null so it
+    # cannot fail again and print a traceback.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
+
+
 def _print_own_traceback(error: BaseException) -> None:
-    """Print a traceback that starts in the user's module, not in the import machinery."""
+    """Print a traceback that starts in the user's code, not in the import machinery."""
     tb = error.__traceback__
     while tb is not None and _is_import_machinery(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
@@ -257,6 +274,8 @@ def _serve(target: Target | None, config: ServerConfig, *, worker: int | None = 
         serve_in_process(plan)
     except ConfigError as exc:
         return _fail("smtpkit run", str(exc), EXIT_USAGE)
+    except UsageError:
+        raise
     except Exception as exc:
         return _serving_failed(exc)
     return EXIT_OK
@@ -306,8 +325,10 @@ def _plan(target: Target | None, config: ServerConfig) -> ServePlan:
 
 def _run_workers(namespace: argparse.Namespace, target: Target | None, config: ServerConfig) -> int:
     from ._cli.children import smtpkit_command
+    from ._cli.serving import check_event_loop
     from .workers import WorkerPool, reserve_port, supervise
 
+    check_event_loop(config)  # once here, not once per worker
     if config.listen.unix_socket:
         raise UsageError(
             f"workers.count = {config.workers.count}: several workers need a TCP address, "

@@ -560,7 +560,10 @@ class WorkersConfig(_Section):
     )
     graceful_timeout: float = field(
         default=30.0,
-        metadata={"doc": "Seconds open sessions get to finish on shutdown before being closed."},
+        metadata={
+            "doc": "Seconds a command in progress (a DATA transfer, a slow hook) gets to "
+            "finish on shutdown; idle sessions are closed at once."
+        },
     )
 
     def _validate(self) -> None:
@@ -886,6 +889,7 @@ class _Sources:
         except msgspec.DecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
         _check_keys(data, path, "", python=False)
+        _check_types_alone(data, path)
         self._merge(data, path, "")
 
     def add_env(self, env: Mapping[str, str]) -> None:
@@ -935,6 +939,26 @@ class _Sources:
             return self.origins[path]
         inside = [label for key, label in self.origins.items() if key.startswith(path + ".")]
         return inside[-1] if inside else "configuration"
+
+
+def _check_types_alone(data: Mapping[str, Any], path: str) -> None:
+    """Check the types of a file's values before the environment or a flag overrides them.
+
+    A value of the wrong type is an error in the file even when a later source replaces
+    it. Rules between settings (``tls.key_file`` needs ``tls.cert_file``) wait for the
+    merged config, since a later source may complete what the file starts. Each top-level
+    key is checked on its own, so that such a rule in one section hides no type error in
+    another.
+    """
+    for key, value in data.items():
+        alone = _Sources()
+        alone._merge({key: value}, path, "")
+        try:
+            msgspec.convert(alone.merged, type=ServerConfig)
+        except msgspec.ValidationError as exc:
+            error = alone.explain(exc)
+            if isinstance(error, ConfigTypeError):
+                raise error from exc
 
 
 def _python_only(path: str) -> bool:

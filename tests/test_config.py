@@ -439,6 +439,60 @@ def test_unknown_keys_in_the_file_are_errors_with_a_suggestion(
     assert str(info.value) == f"{path}: {message}"
 
 
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[listen]\nport = "25"\n', "Expected `int`, got `str` - at `$.listen.port`"),
+        ("loop = 'uvlop'\n", "Invalid enum value 'uvlop' - at `$.loop`"),
+        (
+            "[limits]\ncommand_call_limit = { RCPT = 'many' }\n",
+            "Expected `int`, got `str` - at `$.limits.command_call_limit[...]`",
+        ),
+        # A rule between settings of one section hides no type error in another.
+        (
+            "[tls]\nkey_file = 'key.pem'\n[listen]\nport = '25'\n",
+            "Expected `int`, got `str` - at `$.listen.port`",
+        ),
+    ],
+)
+def test_a_wrong_type_in_the_file_is_an_error_even_when_overridden(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    path = write(tmp_path, toml)
+    overrides = {"listen.port": 2525, "loop": "asyncio", "limits.command_call_limit": 5}
+    for env, given in (({}, overrides), ({"SMTPKIT_LISTEN__PORT": "2525"}, {})):
+        with pytest.raises(ConfigTypeError) as info:
+            ServerConfig.load(path, env=env, overrides={**given, "tls.cert_file": "c.pem"})
+        assert str(info.value) == f"{path}: {message}"
+
+
+def test_a_later_source_may_complete_what_the_file_starts(tmp_path: Path) -> None:
+    # Alone, the file breaks a rule (a key needs a certificate); the flag completes it.
+    path = write(tmp_path, "[tls]\nkey_file = 'key.pem'\n")
+    with pytest.raises(ConfigError, match=re.escape("tls.key_file = 'key.pem': expected tls")):
+        ServerConfig.load(path, env={})
+    config = ServerConfig.load(path, env={}, overrides={"tls.cert_file": "cert.pem"})
+    assert (config.tls.cert_file, config.tls.key_file) == ("cert.pem", "key.pem")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ServerConfig().replace(hostnme="x"),
+        lambda: ServerConfig().replace(**{"limits.data_sise": 1}),
+        lambda: parse_setting("limits.data_sise", "1"),
+        lambda: ServerConfig.load(env={"SMTPKIT_LISTN__PORT": "1"}),
+        lambda: ServerConfig.from_smtp_kwargs(data_size_limt=1),
+    ],
+)
+def test_a_suggestion_ends_the_message(make: Any) -> None:
+    with pytest.raises((ConfigError, TypeError)) as info:
+        make()
+    message = str(info.value)
+    assert re.search(r"; did you mean `[\w.]+`\?$", message), message
+    assert message.count("did you mean") == 1
+
+
 def test_unreadable_or_invalid_files_are_reported(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     with pytest.raises(ConfigError, match=re.escape(f"{missing}: cannot read the config file")):

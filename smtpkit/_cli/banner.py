@@ -43,7 +43,11 @@ def extensions(protocol: SMTP, config: ServerConfig) -> str:
 
 
 def features(protocol: SMTP, config: ServerConfig) -> str:
-    """The other settings a client notices: TLS mode, PROXY, required STARTTLS/AUTH."""
+    """The other settings a client notices: TLS mode, PROXY, required STARTTLS/AUTH.
+
+    Returns:
+        A comma-separated list, or ``""`` when none is on.
+    """
     found = []
     if config.tls.implicit:
         found.append("implicit TLS")
@@ -56,7 +60,7 @@ def features(protocol: SMTP, config: ServerConfig) -> str:
         found.append(
             f"PROXY protocol (timeout {config.proxy_protocol.timeout:g} s, from {trusted})"
         )
-    return ", ".join(found) or "none"
+    return ", ".join(found)
 
 
 def is_loopback(host: str) -> bool:

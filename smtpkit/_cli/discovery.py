@@ -26,8 +26,10 @@ __all__ = [
     "DEFAULT_NAMES",
     "FACTORY_NAMES",
     "Target",
+    "TargetCallError",
     "TargetError",
     "TargetImportError",
+    "TargetRaisedError",
     "is_handler",
     "load_target",
     "source_roots",
@@ -47,8 +49,16 @@ class TargetError(UsageError):
     """TARGET names nothing that can be served; the message says what was tried."""
 
 
-class TargetImportError(Exception):
+class TargetRaisedError(Exception):
+    """The user's code raised while the target was loaded; ``__cause__`` holds its error."""
+
+
+class TargetImportError(TargetRaisedError):
     """Importing the target's module raised; ``__cause__`` holds the module's own error."""
+
+
+class TargetCallError(TargetRaisedError):
+    """The target's factory raised when called; ``__cause__`` holds the factory's error."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,7 @@ def load_target(text: str) -> Target:
         TargetError: the module, file or name is missing, the expression is not a name
             or a call with literal arguments, or the object is neither an App nor a handler.
         TargetImportError: the module was found but raised while importing.
+        TargetCallError: the factory (``create_app()`` and the like) raised.
     """
     module_part, name = split_target(text)
     module_name = _module_name(module_part)
@@ -187,7 +198,8 @@ def _find_default(module: ModuleType, module_name: str) -> tuple[Any, str]:
         factory = getattr(module, name, None)
         if inspect.isfunction(factory):
             _check_call(factory, name, (), {}, module_name)
-            return factory(), f"{module_name}:{name}()"
+            label = f"{module_name}:{name}()"
+            return _called(factory, (), {}, label), label
     raise TargetError(
         f"could not find an app in module {module_name!r}: tried the names "
         f"{' and '.join(map(repr, DEFAULT_NAMES))}, a single App instance, and the factories "
@@ -234,10 +246,11 @@ def _attribute(module: ModuleType, module_name: str, text: str, node: ast.expr) 
     where = f"module {module_name!r}"
     for name in names:
         if not hasattr(obj, name):
+            # The suggestion ends the message, as in the configuration errors.
             hint = _did_you_mean(name, dir(obj))
             raise TargetError(
-                f"{where} has no attribute {name!r}{hint}; expected {_FORMS} "
-                f"(such as '{module_name}:app')"
+                f"{where} has no attribute {name!r}; expected {_FORMS} "
+                f"(such as '{module_name}:app'){hint}"
             )
         obj = getattr(obj, name)
         where = f"'{module_name}:{'.'.join(names[: names.index(name) + 1])}'"
@@ -266,7 +279,15 @@ def _call(module: ModuleType, module_name: str, text: str, node: ast.Call) -> An
     if not callable(func):
         raise TargetError(f"'{module_name}:{ast.unparse(node.func)}' is not callable: {func!r}")
     _check_call(func, ast.unparse(node.func), args, kwargs, module_name)
-    return func(*args, **kwargs)
+    return _called(func, args, kwargs, f"{module_name}:{text}")
+
+
+def _called(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], label: str) -> Any:
+    """Call the user's factory; what it raises is the user's error, with its traceback."""
+    try:
+        return func(*args, **kwargs)
+    except Exception as exc:
+        raise TargetCallError(f"calling {label!r} failed") from exc
 
 
 def _check_call(

@@ -116,7 +116,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
     Flag(
         "--graceful-timeout",
         "workers.graceful_timeout",
-        "seconds open sessions get to finish on shutdown (default: 30)",
+        "seconds a command in progress gets to finish on shutdown (default: 30)",
         "SECONDS",
     ),
 )

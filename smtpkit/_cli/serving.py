@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
+import importlib
 import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ from ..smtp import SMTP
 from .banner import extensions, features, format_address, safety_warnings
 from .options import UsageError
 
-__all__ = ["ServePlan", "serve_in_process"]
+__all__ = ["ServePlan", "check_event_loop", "serve_in_process"]
 
 log = logging.getLogger("smtpkit.cli")
 
@@ -36,6 +37,7 @@ Ready = Callable[[list[Any]], object]
 ServeFunc = Callable[[Ready, anyio.Event], Awaitable[None]]
 #: Seconds between two checks that a worker's supervisor is still there.
 PARENT_CHECK = 1.0
+_AUTH_WITHOUT_TLS = "auth_required=True with auth_require_tls=False"
 #: Seconds an exit at once still waits for queued output to be written.
 EXIT_DRAIN = 1.0
 
@@ -73,15 +75,32 @@ def serve_in_process(plan: ServePlan) -> None:
             loaded.
         OSError: the address cannot be bound.
     """
+    check_event_loop(plan.config)
+    # The SMTP class warns about AUTH without TLS each time a process first builds a
+    # connection; the start-up lines name the setting instead (see safety_warnings).
+    warnings.filterwarnings("ignore", _AUTH_WITHOUT_TLS, UserWarning)
     use_uvloop = plan.config.loop == "uvloop"
-    if use_uvloop and importlib.util.find_spec("uvloop") is None:
-        raise UsageError(
-            "loop = 'uvloop': uvloop is not installed; install it (python3 -m pip install "
-            "uvloop) or use --loop asyncio"
-        )
     anyio.run(_main, plan, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
     if plan.error is not None:
         raise plan.error
+
+
+def check_event_loop(config: ServerConfig) -> None:
+    """Make sure the configured event loop can be used.
+
+    Raises:
+        UsageError: ``loop = 'uvloop'`` and uvloop cannot be imported (not installed,
+            or broken); the message says what to do.
+    """
+    if config.loop != "uvloop":
+        return
+    try:
+        importlib.import_module("uvloop")
+    except ImportError as exc:
+        raise UsageError(
+            f"loop = 'uvloop': cannot import uvloop ({exc}); install smtpkit with its uvloop "
+            "extra (in a checkout: python3 -m pip install '.[uvloop]') or use --loop asyncio"
+        ) from None
 
 
 async def _main(plan: ServePlan) -> None:
@@ -110,7 +129,9 @@ def _ready(plan: ServePlan, addresses: list[Any]) -> None:
         log.info("listening on %s%s", format_address(address), tls)
     protocol = plan.probe()
     log.info("extensions: %s", extensions(protocol, config))
-    log.info("options: %s", features(protocol, config))
+    options = features(protocol, config)
+    if options:
+        log.info("options: %s", options)
     if plan.worker is None or plan.worker == 1:
         for warning in safety_warnings(protocol, config, default_app=plan.default_app):
             log.warning("unsafe setting: %s", warning)
@@ -125,10 +146,13 @@ async def _watch_signals(stop: anyio.Event, config: ServerConfig) -> None:
                 _flush()
                 os._exit(128 + signum)
             log.info(
-                "%s received: no new connections; open sessions get up to %g s to finish "
-                "(send it again to exit at once)",
+                "%s received: no new connections; idle sessions and sessions between "
+                "commands get 421 and are closed now; a command in progress (a DATA "
+                "transfer, a slow hook) gets up to %g s to finish (send %s again to exit "
+                "at once)",
                 name,
                 config.workers.graceful_timeout,
+                name,
             )
             stop.set()
 

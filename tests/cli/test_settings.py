@@ -61,8 +61,10 @@ def test_switches_override_the_environment(start: Start, project: Path) -> None:
     env = {"SMTPKIT_PROXY_PROTOCOL__TIMEOUT": "3", "SMTPKIT_LOG_LEVEL": "debug"}
     command = start("run", "--port", "0", "--no-proxy-protocol", "--log-level", "info", env=env)
     command.port()
-    assert command.wait_for(r"options: (.*)").group(1) == "none"
+    command.wait_for(r"extensions: ")
     command.stop()
+    # With no option on, there is no "options:" line at all (it used to say "none").
+    assert not any("options:" in line for line in command.lines["stderr"]), command.output()
     assert not any(" DEBUG " in line for line in command.lines["stderr"])
 
     command = start("run", "--port", "0", "--proxy-protocol", env=env)
@@ -156,3 +158,31 @@ def test_event_loop(start: Start, tmp_path: Path, loop: str) -> None:
     with smtplib.SMTP(HOST, port, timeout=READY) as client:
         client.sendmail("a@example.com", ["b@example.com"], f"Subject: on {loop}\r\n\r\nx\r\n")
     command.wait_for(rf'subject="on {loop}"', "stdout")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_uvloop_that_cannot_be_imported_is_a_setting_error(tmp_path: Path, workers: str) -> None:
+    # A uvloop package that fails to import stands for one that is missing or broken.
+    write(tmp_path, "shadow/uvloop/__init__.py", "raise ImportError('no uvloop on this system')\n")
+    env = {"PYTHONPATH": str(tmp_path / "shadow")}
+    arguments = ["run", "--loop", "uvloop", "--port", "0", "--workers", workers]
+    result = run_once(*arguments, cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "smtpkit run: error: loop = 'uvloop': cannot import uvloop (no uvloop on this "
+        "system); install smtpkit with its uvloop extra (in a checkout: python3 -m pip install "
+        "'.[uvloop]') or use --loop asyncio\n"
+    )
+
+
+def test_a_wrong_type_in_the_file_is_an_error_even_when_overridden(project: Path) -> None:
+    write(project, "wrong.toml", '[listen]\nport = "twenty-five"\n')
+    for arguments, env in (
+        (["--port", "0"], {}),
+        ([], {"SMTPKIT_LISTEN__PORT": "0"}),
+    ):
+        result = run_once("run", "--config", "wrong.toml", *arguments, cwd=project, env=env)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (
+            "smtpkit run: error: wrong.toml: Expected `int`, got `str` - at `$.listen.port`\n"
+        )

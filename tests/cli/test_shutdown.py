@@ -89,3 +89,28 @@ def test_sessions_still_open_after_the_graceful_timeout_are_cut(start: Start) ->
     with pytest.raises(smtplib.SMTPServerDisconnected):
         finish_data(client)
     client.close()
+
+
+def test_the_stop_message_says_what_happens_to_each_session(start: Start) -> None:
+    command = start("run", "--port", "0", "--graceful-timeout", "20")
+    port = command.port()
+    between = smtplib.SMTP(HOST, port, timeout=READY)
+    between.ehlo()
+    between.mail("alice@example.com")
+    between.rcpt("bob@example.com")
+    transfer = open_data(port)
+
+    signalled(command)
+    line = command.wait_for(r"SIGTERM received: .*")
+    assert line.group(0) == (
+        "SIGTERM received: no new connections; idle sessions and sessions between commands "
+        "get 421 and are closed now; a command in progress (a DATA transfer, a slow hook) "
+        "gets up to 20 s to finish (send SIGTERM again to exit at once)"
+    )
+    # Between RCPT and DATA is between commands: told to go while the transfer still runs.
+    code, text = between.getreply()
+    assert (code, text[:6], text[-21:]) == (421, b"4.3.2 ", b"Service shutting down")
+    assert finish_data(transfer) == (250, b"OK")
+    assert command.wait() == 0
+    between.close()
+    transfer.close()

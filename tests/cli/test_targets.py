@@ -123,7 +123,11 @@ FORMS = "expected 'module:name', 'module:create_app()' or 'path/to/file.py:name'
         ("nosuchmod:app", FORMS),
         ("pkg.nosuch:app", "could not import 'pkg.nosuch': no module named 'pkg.nosuch'"),
         ("missing.py:app", "no file 'missing.py' (looked in "),
-        ("mailapp:ap", "module 'mailapp' has no attribute 'ap'; did you mean 'app'?; " + FORMS),
+        (
+            "mailapp:ap",
+            "module 'mailapp' has no attribute 'ap'; " + FORMS + " (such as 'mailapp:app'); "
+            "did you mean 'app'?\n",
+        ),
         ("mailapp:app.nothing", "'mailapp:app' has no attribute 'nothing'"),
         (
             "mailapp:app[0]",
@@ -178,6 +182,7 @@ def test_target_errors(modules: Path, target: str, message: str) -> None:
     assert result.stderr.startswith("smtpkit run: error: ")
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+    assert "?;" not in result.stderr and "?." not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -203,6 +208,73 @@ def test_a_module_that_fails_to_import_shows_its_own_traceback(
     assert "importlib" not in result.stderr
     assert "discovery.py" not in result.stderr
     assert "could not import" not in result.stderr
+
+
+RAISING = """
+from smtpkit import App
+from smtpkit.handlers import Mailbox
+
+
+def create_app():
+    return connect("db.example")
+
+
+def connect(host):
+    raise ConnectionRefusedError(111, f"cannot reach {host}")
+
+
+def mailbox(folder):
+    return Mailbox(folder)
+"""
+
+
+@pytest.mark.parametrize(
+    ("target", "label", "own_error", "frames"),
+    [
+        (
+            "raising:create_app()",
+            "raising:create_app()",
+            "ConnectionRefusedError: [Errno 111] cannot reach db.example",
+            ["create_app", "connect"],
+        ),
+        (
+            "raising",
+            "raising:create_app()",
+            "ConnectionRefusedError: [Errno 111] cannot reach db.example",
+            ["create_app", "connect"],
+        ),
+        (
+            "raising:mailbox(42)",
+            "raising:mailbox(42)",
+            "TypeError: ",
+            ["mailbox"],
+        ),
+        (
+            "smtpkit.handlers:Mailbox(42)",
+            "smtpkit.handlers:Mailbox(42)",
+            "TypeError: ",
+            [],
+        ),
+    ],
+)
+def test_a_factory_that_raises_shows_its_own_traceback(
+    modules: Path, target: str, label: str, own_error: str, frames: list[str]
+) -> None:
+    write(modules, "raising.py", RAISING)
+    for command, flags in (("run", ["--port", "0"]), ("routes", [])):
+        result = run_once(command, target, *flags, cwd=modules)
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.splitlines()
+        assert lines[0] == f"smtpkit {command}: error: calling {label!r} failed; its traceback:"
+        assert lines[1] == "Traceback (most recent call last):"
+        assert own_error in lines[-1]
+        for frame in frames:
+            assert f'File "{modules / "raising.py"}", line ' in result.stderr
+            assert f", in {frame}\n" in result.stderr
+        # The traceback starts in the user's call, not in smtpkit's command line.
+        assert "discovery.py" not in result.stderr
+        assert "cli.py" not in result.stderr
+        assert "listening on" not in result.stderr
 
 
 def test_serves_an_app(start: Start, modules: Path) -> None:
@@ -268,8 +340,12 @@ def test_version(tmp_path: Path) -> None:
         assert result.stdout.startswith(f"smtpkit {__version__} (Python ")
 
 
-def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
+def test_no_command_prints_the_help(tmp_path: Path) -> None:
     result = run_once(cwd=tmp_path)
     assert result.returncode == 2
-    assert "the following arguments are required: COMMAND" in result.stderr
+    assert result.stdout == ""
+    assert result.stderr == run_once("--help", cwd=tmp_path).stdout
+    assert result.stderr.startswith("usage: smtpkit [-h] [--version] COMMAND ...\n")
+    for command in ("run", "routes", "check", "passwd"):
+        assert f"\n    {command} " in result.stderr
     assert os.listdir(tmp_path) == []

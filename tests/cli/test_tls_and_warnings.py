@@ -17,7 +17,7 @@ from smtpkit.default_app import create_handler
 from smtpkit.smtp import SMTP
 
 from .conftest import Start
-from .helpers import HOST, READY, maildir_messages
+from .helpers import HOST, READY, maildir_messages, write
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,33 @@ def test_proxy_protocol_without_a_proxy_hook_is_announced(
         "the PROXY protocol is on but the handler has no handle_PROXY hook: every connection "
         "will be refused (add @app.hook('PROXY') returning True)"
     ]
+
+
+AUTH_APP = """
+from smtpkit import App, AuthResult
+
+app = App()
+
+
+@app.authenticator
+def check(server, session, envelope, mechanism, data):
+    return AuthResult(success=data.password == b"right")
+"""
+
+
+def test_auth_without_tls_is_announced_once(start: Start, tmp_path: Path) -> None:
+    write(tmp_path, "authapp.py", AUTH_APP)
+    command = start("run", "authapp", "--port", "0", env={"SMTPKIT_AUTH__REQUIRE_TLS": "false"})
+    port = command.port()
+    command.wait_for("options: AUTH required")
+    with smtplib.SMTP(HOST, port, timeout=READY) as client:
+        client.login("anne", "right")
+        client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+    command.stop()
+    warned = [line for line in command.lines["stderr"] if "clear text" in line]
+    assert len(warned) == 1, command.output()
+    assert warned[0].endswith(
+        "WARNING smtpkit.cli: unsafe setting: auth.require_tls is off: AUTH is accepted "
+        "without TLS, so passwords cross the network in clear text"
+    )
+    assert not any("UserWarning" in line for line in command.lines["stderr"]), command.output()
