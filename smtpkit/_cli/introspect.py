@@ -14,7 +14,7 @@ from typing import Any
 from ..auth._command import _mechanisms_of
 from ..routing import App, Route
 from ..routing.delivery import no_route_reply
-from ..routing.registry import Entry, Registry
+from ..routing.registry import Entry, Registry, unreachable_routes
 from ..smtp import SMTP
 from .discovery import Target
 
@@ -103,10 +103,19 @@ def _exception_rows(registry: Registry) -> list[str]:
 
 
 def _route_rows(routes: Iterable[Route]) -> list[str]:
+    routes = list(routes)
+    unreachable = unreachable_routes(routes)
     return _table(
-        (f"{n}.", route.name, route.pattern.text, str(route.owner))
+        (f"{n}.", route.name, route.pattern.text, str(route.owner) + _never(route, unreachable))
         for n, route in enumerate(routes, 1)
     )
+
+
+def _never(route: Route, unreachable: Mapping[str, Route]) -> str:
+    earlier = unreachable.get(route.name)
+    if earlier is None:
+        return ""
+    return f"  (never matches: route {earlier.name!r} has the same pattern and comes first)"
 
 
 def _handler_lines(target: Target) -> list[str]:

@@ -26,7 +26,14 @@ from ..auth._command import auth_mechanism
 from ..config import ServerConfig
 from ..smtp import SMTP, Session, syntax
 from ._calls import AsyncCall, to_async
-from .registry import AuthenticatorSpec, CommandSpec, Entry, MechanismSpec, Registry
+from .registry import (
+    AuthenticatorSpec,
+    CommandSpec,
+    Entry,
+    MechanismSpec,
+    Registry,
+    unreachable_routes,
+)
 
 __all__ = [
     "AppBinding",
@@ -109,6 +116,7 @@ def compile_smtp_class(
     Returns:
         A new subclass of ``base`` (and of :class:`CompiledSMTP`).
     """
+    _warn_unreachable_routes(registry)
     namespace: dict[str, Any] = {
         "__module__": __name__,
         "__qualname__": name,
@@ -123,6 +131,21 @@ def compile_smtp_class(
     cls = type(name, (CompiledSMTP, base), namespace)
     assert issubclass(cls, CompiledSMTP) and issubclass(cls, SMTP)
     return cls
+
+
+def _warn_unreachable_routes(registry: Registry) -> None:
+    """Log each route that can never match: an earlier route has the same pattern."""
+    for name, earlier in unreachable_routes(registry.routes.values()).items():
+        route = registry.routes[name]
+        log.warning(
+            "route %r (pattern %r, %s) can never match: route %r (%s) has the same "
+            "pattern and comes first",
+            name,
+            route.pattern.text,
+            route.owner,
+            earlier.name,
+            earlier.owner,
+        )
 
 
 def binding_for(registry: Registry, config: ServerConfig | None, handler: Any) -> AppBinding:

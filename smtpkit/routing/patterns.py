@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["DEFAULT_CAPTURE", "RecipientPattern"]
 
@@ -37,11 +37,14 @@ class RecipientPattern:
         text: the pattern as written (with the domain added by a blueprint).
         names: the capture names, in order of appearance.
         regex: the compiled regex, matched against the whole address.
+        key: equal for two patterns that match the same addresses as written: the
+            regex without the capture names, the domain's literal text in lower case.
     """
 
     text: str
     names: tuple[str, ...]
     regex: re.Pattern[str]
+    key: str = field(default="", compare=False, repr=False)
 
     @classmethod
     def parse(
@@ -82,7 +85,9 @@ class RecipientPattern:
             raise ValueError(
                 f"route pattern {text!r}: the capture regexes do not combine ({exc})"
             ) from None
-        return cls(text=text, names=names, regex=regex)
+        key = _part_regex(local, captures, named=False) + "@"
+        key += _part_regex(domain_part, captures, named=False, fold=True) if at else _ANY_DOMAIN
+        return cls(text=text, names=names, regex=regex, key=key)
 
     def match(self, address: str) -> dict[str, str] | None:
         """Match a whole address.
@@ -146,14 +151,25 @@ def _check_captures(text: str, names: tuple[str, ...], captures: Mapping[str, st
             ) from None
 
 
-def _part_regex(part: str, captures: Mapping[str, str]) -> str:
-    """The regex of one side of the ``@``: literal text escaped, captures grouped."""
+def _part_regex(
+    part: str, captures: Mapping[str, str], *, named: bool = True, fold: bool = False
+) -> str:
+    """The regex of one side of the ``@``: literal text escaped, captures grouped.
+
+    ``named=False`` leaves the capture names out and ``fold=True`` lowers the literal
+    text (for a domain, matched without regard to case): the form compared by ``key``.
+    """
     pieces: list[str] = []
     position = 0
     for found in _CAPTURE.finditer(part):
-        pieces.append(re.escape(part[position : found.start()]))
+        pieces.append(_literal(part[position : found.start()], fold))
         name = found.group(1)
-        pieces.append(f"(?P<{name}>{captures.get(name, DEFAULT_CAPTURE)})")
+        group = f"(?P<{name}>" if named else "("
+        pieces.append(f"{group}{captures.get(name, DEFAULT_CAPTURE)})")
         position = found.end()
-    pieces.append(re.escape(part[position:]))
+    pieces.append(_literal(part[position:], fold))
     return "".join(pieces)
+
+
+def _literal(text: str, fold: bool) -> str:
+    return re.escape(text.lower() if fold else text)

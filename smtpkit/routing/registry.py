@@ -9,7 +9,7 @@ conflict can name both sides.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -27,6 +27,7 @@ __all__ = [
     "Route",
     "RouteSpec",
     "Spec",
+    "unreachable_routes",
 ]
 
 _S = TypeVar("_S")
@@ -195,6 +196,25 @@ class Registry:
         if self.authenticator is not None:
             raise ValueError(_conflict("the authenticator", self.authenticator.owner, entry.owner))
         self.authenticator = entry
+
+
+def unreachable_routes(routes: Iterable[Route]) -> dict[str, Route]:
+    """The routes that can never match, because an earlier route has the same pattern.
+
+    Args:
+        routes: the routes, in matching order.
+
+    Returns:
+        The earlier route that takes their addresses, by the name of each route that
+        never matches.
+    """
+    first: dict[str, Route] = {}
+    found = {}
+    for route in routes:
+        earlier = first.setdefault(route.pattern.key, route)
+        if earlier is not route:
+            found[route.name] = earlier
+    return found
 
 
 _K = TypeVar("_K")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from .helpers import run_once, write
+from .helpers import EXIT, clean_env, run_once, smtpkit, write
 
 SHOP = textwrap.dedent(
     """
@@ -208,3 +210,61 @@ def test_passwd_is_mounted(tmp_path: Path) -> None:
     assert "s3cret" not in (tmp_path / "users.txt").read_text()
     usage = run_once("passwd", "--help", cwd=tmp_path)
     assert usage.stdout.startswith("usage: smtpkit passwd")
+
+
+def test_routes_marks_a_route_that_can_never_match(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "twice.py",
+        textwrap.dedent(
+            """
+            from smtpkit import App
+
+            app = App(name="twice")
+
+
+            @app.route("(user)@example.com")
+            def inbox(message):
+                return None
+
+
+            @app.route("(who)@EXAMPLE.com")
+            def again(message):
+                return None
+            """
+        ),
+    )
+    result = run_once("routes", "twice", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-3:] == [
+        "Recipient routes (first match wins):",
+        "  1.  inbox  (user)@example.com  twice.inbox (from the app)",
+        "  2.  again  (who)@EXAMPLE.com   twice.again (from the app)  (never matches: route "
+        "'inbox' has the same pattern and comes first)",
+    ]
+    assert (
+        "route 'again' (pattern '(who)@EXAMPLE.com', twice.again (from the app)) can never "
+        "match: route 'inbox' (twice.inbox (from the app)) has the same pattern and comes first"
+    ) in result.stderr
+
+
+def test_routes_into_a_reader_that_stops_early_exits_quietly(tmp_path: Path) -> None:
+    # Far more output than a pipe holds, so the writes after the reader left must fail.
+    routes = "".join(
+        f"@app.route('user{n}@example.com')\ndef route{n}(message):\n    return None\n\n"
+        for n in range(3000)
+    )
+    write(tmp_path, "many.py", f"from smtpkit import App\n\napp = App()\n\n{routes}")
+    process = subprocess.Popen(
+        smtpkit("routes", "many"),
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline() == b"App 'app' (many)\n"
+    process.stdout.close()  # as `smtpkit routes many | head -1` does
+    errors = process.stderr.read()
+    assert process.wait(EXIT) == 128 + signal.SIGPIPE
+    assert errors == b""

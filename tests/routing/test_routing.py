@@ -354,3 +354,40 @@ def test_refused_recipients_are_reported_by_smtplib(serve_app: ServeApp) -> None
         }
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             client.sendmail("x@example.com", ["bob@example.com"], MESSAGE)
+
+
+def test_a_route_with_the_pattern_of_an_earlier_one_is_reported_at_build(
+    serve_app: ServeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = App()
+    got: list[str] = []
+
+    @app.route("(user)@Example.com")
+    async def first(message: RoutedMessage) -> None:
+        got.append("first")
+
+    # The capture's name and the domain's letter case differ: the same addresses match.
+    @app.route("(name)@example.COM")
+    async def second(message: RoutedMessage) -> None:
+        got.append("second")
+
+    @app.route("(name)@example.com", captures={"name": "[a-z]+"})
+    async def narrower(message: RoutedMessage) -> None:
+        got.append("narrower")
+
+    @app.route("(user)")
+    async def anywhere(message: RoutedMessage) -> None:
+        got.append("anywhere")
+
+    with caplog.at_level("WARNING", logger="smtpkit.routing"):
+        app.build()
+    test = test_a_route_with_the_pattern_of_an_earlier_one_is_reported_at_build
+    where = f"{__name__}.{test.__name__}"
+    assert [record.getMessage() for record in caplog.records] == [
+        f"route 'second' (pattern '(name)@example.COM', {where}.<locals>.second (from the "
+        f"app)) can never match: route 'first' ({where}.<locals>.first (from the app)) has "
+        "the same pattern and comes first"
+    ]
+    _, reply = send(serve_app(app), ["anne@example.com"])
+    assert reply == (250, b"OK")
+    assert got == ["first"]
