@@ -8,7 +8,9 @@
   address reaches smtpkit);
 * ``deploy/postfix/``: ``postconf`` and ``postmap`` read the snippets;
 * port 25 without root: an unprivileged user binds a privileged port with the
-  ambient CAP_NET_BIND_SERVICE that the unit's ``AmbientCapabilities`` grants.
+  ambient CAP_NET_BIND_SERVICE that the unit's ``AmbientCapabilities`` grants. That
+  user runs a copy of smtpkit and of the packages it imports, made in a folder every
+  user can read, since the checkout may live where others cannot enter.
 
 A missing program skips its test, unless the CI environment variable is set.
 """
@@ -16,6 +18,7 @@ A missing program skips its test, unless the CI environment variable is set.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import pwd
 import re
@@ -227,24 +230,78 @@ def test_postfix_snippets(tmp_path: Path) -> None:
 # -- port 25 without root --------------------------------------------------------------
 
 
-def _skip_unless_runnable_as(as_user: list[str], cwd: Path) -> None:
-    """Skip unless the user ``as_user`` switches to can run this interpreter and smtpkit.
+# Imports what ``smtpkit run`` needs, then prints the top-level modules that come from
+# outside the standard library: smtpkit itself and the installed packages.
+_IMPORTED = """
+import json, sys
+import anyio, anyio._backends._asyncio, anyio.to_thread
+import smtpkit.cli, smtpkit.default_app, smtpkit.server, smtpkit._cli.serving
 
-    It cannot when they live in folders that user may not enter (a checkout or a
-    pyenv build under a home folder with mode 0700).
+found = {}
+for name, module in sorted(sys.modules.items()):
+    path = getattr(module, "__file__", None)
+    if path and "." not in name and (
+        name == "smtpkit" or {"site-packages", "dist-packages"} & set(path.split("/"))
+    ):
+        found[name] = path
+print(json.dumps(found))
+"""
+
+
+def readable_copy(folder: Path) -> Path:
+    """Copy smtpkit and the packages it imports into ``folder/lib``, readable by all.
+
+    The checkout and its virtual environment may sit in a folder that other users
+    cannot enter (a home folder with mode 0700, a ``mktemp -d`` folder): an
+    unprivileged user could not import smtpkit from there.
+
+    Returns:
+        The folder to put on that user's PYTHONPATH.
     """
-    probe = subprocess.run(
-        [*as_user, sys.executable, "-c", "import smtpkit"],
-        cwd=cwd,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=READY,
-        check=False,
+    listed = subprocess.run(
+        [sys.executable, "-c", _IMPORTED], capture_output=True, text=True, check=True
     )
-    if probe.returncode != 0:
-        reason = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
-        pytest.skip(f"user nobody cannot run {sys.executable} with smtpkit: {reason}")
+    lib = folder / "lib"
+    lib.mkdir()
+    for name, path in json.loads(listed.stdout).items():
+        source = Path(path)
+        if source.name == "__init__.py":
+            ignore = shutil.ignore_patterns("__pycache__")
+            shutil.copytree(source.parent, lib / name, ignore=ignore)
+        else:
+            shutil.copy2(source, lib / source.name)
+    for place, _, files in os.walk(lib):
+        os.chmod(place, 0o755)
+        for file in files:
+            os.chmod(os.path.join(place, file), 0o644)
+    return lib
+
+
+def _runnable_python(as_user: list[str], cwd: Path, env: dict[str, str]) -> str:
+    """An interpreter of this Python version that runs smtpkit as the user ``as_user``.
+
+    This one, or the one its virtual environment was made from; skip when the user
+    can run neither (both under a folder that user may not enter).
+    """
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    check = "import sys, smtpkit; print('%d.%d' % sys.version_info[:2])"
+    base = getattr(sys, "_base_executable", sys.executable)
+    reason = ""
+    for python in dict.fromkeys([sys.executable, base]):
+        probe = subprocess.run(
+            [*as_user, python, "-c", check],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=READY,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return python
+        lines = probe.stderr.strip().splitlines() or [f"Python {probe.stdout.strip()}"]
+        reason += f"; {python}: {lines[-1]}"
+    pytest.skip(f"user nobody can run no Python {version} with smtpkit{reason}")
 
 
 def privileged_free_port() -> int:
@@ -272,8 +329,9 @@ def test_an_unprivileged_user_binds_a_privileged_port_with_the_capability(
     shared.chmod(0o777)
     maildir = shared / "mail"
     as_nobody = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    env = clean_env({"PYTHONPATH": str(readable_copy(shared))})
     smtpkit = [
-        sys.executable,
+        _runnable_python(as_nobody, shared, env),
         "-m",
         "smtpkit",
         "run",
@@ -282,12 +340,11 @@ def test_an_unprivileged_user_binds_a_privileged_port_with_the_capability(
         "--maildir",
         str(maildir),
     ]
-    _skip_unless_runnable_as(as_nobody, shared)
 
     refused = subprocess.run(
         [*as_nobody, *smtpkit],
         cwd=shared,
-        env=clean_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=READY,
@@ -300,7 +357,7 @@ def test_an_unprivileged_user_binds_a_privileged_port_with_the_capability(
     process = subprocess.Popen(
         [*as_nobody, *caps, *smtpkit],
         cwd=shared,
-        env=clean_env(),
+        env=env,
         stderr=subprocess.PIPE,
         text=True,
     )
