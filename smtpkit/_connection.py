@@ -2,10 +2,11 @@
 
 How a connection runs:
 
-* ``data_received`` appends to one input buffer. When no command is being
-  handled, it starts a short-lived task that handles every complete line in
-  the buffer, in order, and ends when no complete line is left. An idle
-  connection therefore holds no task.
+* ``data_received`` appends to one input buffer. When a line is complete and
+  no command is being handled, it starts a short-lived task that handles
+  every complete line in the buffer, in order, and ends when no complete line
+  is left. An idle connection, or one sending a line that never ends,
+  therefore holds no task.
 * Replies are collected by :meth:`Connection.push` and written in one go
   whenever the server is about to wait for the client (RFC 2920 §3.2 lets a
   server batch the replies to pipelined commands).
