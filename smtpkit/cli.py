@@ -22,15 +22,16 @@ import platform
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._cli.discovery import Target, TargetRaisedError, load_target, source_roots
 from ._cli.options import UsageError, add_server_flags, flag_arguments
 from ._cli.settings import config_file, load_config
 from ._version import __version__
 from .config import ConfigError, ServerConfig
+from .http.options import HttpOptions, add_http_flags, http_arguments, http_options_from
 
 if TYPE_CHECKING:
     from ._cli.serving import ServePlan
@@ -170,6 +171,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     _add_version(run)
     add_server_flags(run)
+    add_http_flags(run)
     # Set by the worker supervisor on the command lines of its workers.
     run.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
@@ -240,6 +242,7 @@ def _check(namespace: argparse.Namespace) -> int:
 
 def _run(namespace: argparse.Namespace) -> int:
     namespace.target = namespace.target or os.environ.get(ENV_TARGET) or None
+    http = http_options_from(namespace)
     if namespace.reload and namespace.worker is None:
         return _run_with_reload(namespace)
     target = load_target(namespace.target) if namespace.target else None
@@ -248,10 +251,10 @@ def _run(namespace: argparse.Namespace) -> int:
     configure_logging(config.log_level)
     if namespace.worker is not None:
         config = config.replace(**{"listen.reuse_port": True, "workers.count": 1})
-        return _serve(target, config, worker=namespace.worker)
+        return _serve(target, config, worker=namespace.worker, http=http)
     if config.workers.count > 1:
         return _run_workers(namespace, target, config)
-    return _serve(target, config)
+    return _serve(target, config, http=http)
 
 
 def _child_arguments(namespace: argparse.Namespace, *, skip: Sequence[str] = ()) -> list[str]:
@@ -261,16 +264,24 @@ def _child_arguments(namespace: argparse.Namespace, *, skip: Sequence[str] = ())
         arguments.append(namespace.target)
     if namespace.config:
         arguments.append(f"--config={namespace.config}")
-    return arguments + flag_arguments(namespace, skip=skip)
+    return arguments + flag_arguments(namespace, skip=skip) + http_arguments(namespace)
 
 
-def _serve(target: Target | None, config: ServerConfig, *, worker: int | None = None) -> int:
+def _serve(
+    target: Target | None,
+    config: ServerConfig,
+    *,
+    worker: int | None = None,
+    http: HttpOptions | None = None,
+) -> int:
     from ._cli.serving import serve_in_process
 
     try:
         config.tls.server_context()  # unreadable certificate files: fail before listening
         plan = _plan(target, config)
         plan.worker = worker
+        if http is not None:
+            plan.http = _http_service(http, config)
         serve_in_process(plan)
     except ConfigError as exc:
         return _fail("smtpkit run", str(exc), EXIT_USAGE)
@@ -279,6 +290,17 @@ def _serve(target: Target | None, config: ServerConfig, *, worker: int | None = 
     except Exception as exc:
         return _serving_failed(exc)
     return EXIT_OK
+
+
+def _http_service(
+    options: HttpOptions, config: ServerConfig
+) -> Callable[..., Coroutine[Any, Any, None]]:
+    """The capture UI over the ``--maildir`` folder, for ``ServePlan.http``."""
+    import functools
+
+    from .http.server import serve_http
+
+    return functools.partial(serve_http, options, config.maildir)
 
 
 def _serving_failed(error: Exception) -> int:
@@ -339,6 +361,9 @@ def _run_workers(namespace: argparse.Namespace, target: Target | None, config: S
     except OSError as exc:
         return _fail("smtpkit run", exc.strerror or str(exc), EXIT_FAILURE)
     arguments = _child_arguments(namespace, skip=("--port", "--workers"))
+    # One capture UI for the pool: worker 1 serves it (it sees every worker's mail).
+    http = http_arguments(namespace)
+    arguments = [a for a in arguments if a not in http]
     what = target.describe() if target is not None else "the embedded default"
     log.info(
         "smtpkit %s (pid %d): %d workers serving %s on port %d (SO_REUSEPORT)",
@@ -349,7 +374,9 @@ def _run_workers(namespace: argparse.Namespace, target: Target | None, config: S
         port,
     )
     pool = WorkerPool(
-        command=lambda index: smtpkit_command([*arguments, f"--port={port}", f"--worker={index}"]),
+        command=lambda index: smtpkit_command(
+            [*arguments, *(http if index == 1 else []), f"--port={port}", f"--worker={index}"]
+        ),
         count=config.workers.count,
         graceful_timeout=config.workers.graceful_timeout,
     )

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,9 +37,9 @@ Ready = Callable[[list[Any]], object]
 ServeFunc = Callable[[Ready, anyio.Event], Awaitable[None]]
 #: Seconds between two checks that a worker's supervisor is still there.
 PARENT_CHECK = 1.0
-_AUTH_WITHOUT_TLS = "auth_required=True with auth_require_tls=False"
 #: Seconds an exit at once still waits for queued output to be written.
 EXIT_DRAIN = 1.0
+_AUTH_WITHOUT_TLS = "auth_required=True with auth_require_tls=False"
 
 
 @dataclass
@@ -53,6 +53,8 @@ class ServePlan:
         title: what is served, for the first log line.
         default_app: whether it is the embedded default (for the warnings).
         worker: the worker index under a supervisor, or None.
+        http: the capture UI's HTTP listener, started before SMTP listens
+            (``await group.start(http, stop)``), or None.
     """
 
     serve: ServeFunc
@@ -61,6 +63,7 @@ class ServePlan:
     title: str
     default_app: bool = False
     worker: int | None = None
+    http: Callable[..., Coroutine[Any, Any, Any]] | None = None
     error: BaseException | None = field(default=None, init=False)
 
 
@@ -113,6 +116,8 @@ async def _main(plan: ServePlan) -> None:
         if plan.worker is not None:
             group.start_soon(_watch_parent, stop, os.getppid())
         try:
+            if plan.http is not None:
+                await group.start(plan.http, stop)
             await plan.serve(lambda addresses: _ready(plan, addresses), stop)
         except Exception as exc:
             plan.error = exc
