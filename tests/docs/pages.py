@@ -23,10 +23,15 @@ The conventions a page follows (all visible in the Markdown source):
     only ``...`` stands for any number of lines, ``...`` inside a line for any
     text. A command with no output shown must exit with status 0. A command
     ending in `` &`` runs in the background until the page is done: the page
-    goes on once the port named in the command (``--port N``, ``HOST:PORT``,
-    otherwise 8025) accepts connections; the output shown under it is checked
-    when it has been stopped (SIGINT, then SIGTERM, then SIGKILL), at the end
-    of the page or when a later background command wants the same port.
+    goes on once the port named in the command (``--port N``,
+    ``SMTPKIT_LISTEN__PORT=N``, ``HOST:PORT``) accepts connections, or, when
+    it names none, once the command listens on some port. The output shown
+    under it is checked when it has been stopped (SIGINT, then SIGTERM, then
+    SIGKILL): at the end of the page, or when a later background command
+    wants the port it serves on, as a reader stops one server before
+    starting the next. A command wants the port it names, 8025 for
+    ``smtpkit run`` without one, else the port numbers in a file of the page
+    that it names (``python server.py``).
 
 ``<!-- not run: reason -->``
     On the line before a block, skips it (a systemd unit, a fragment, an

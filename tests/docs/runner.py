@@ -26,8 +26,13 @@ STEP_TIMEOUT = 60.0
 START_TIMEOUT = 20.0
 #: Seconds a background command gets after SIGINT, then after SIGTERM.
 STOP_GRACE = (10.0, 5.0)
+#: The port of ``smtpkit run`` when the command names none.
 DEFAULT_PORT = 8025
-PORT_PATTERNS = (re.compile(r"--port[= ](\d+)"), re.compile(r"[\w.\]]:(\d{2,5})\b"))
+PORT_PATTERNS = (
+    re.compile(r"--port[= ](\d+)"),
+    re.compile(r"\bSMTPKIT_LISTEN__PORT=(\d+)"),
+    re.compile(r"[\w.\]]:(\d{2,5})\b"),
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Background:
     where: str
     process: subprocess.Popen[bytes]
     log: Path
+    ports: frozenset[int] = frozenset()
 
 
 def parse_console(block: Block) -> list[Command]:
@@ -85,13 +91,48 @@ def page_env() -> dict[str, str]:
     return env
 
 
-def command_port(text: str) -> int:
-    """The port a background command serves on: the one it names, else 8025."""
+def command_port(text: str) -> int | None:
+    """The port a command names: ``--port N``, ``SMTPKIT_LISTEN__PORT=N``, ``HOST:PORT``."""
     for pattern in PORT_PATTERNS:
         found = pattern.search(text)
         if found:
             return int(found[1])
-    return DEFAULT_PORT
+    return None
+
+
+def likely_ports(text: str, files: dict[str, str]) -> set[int]:
+    """The ports a command may want: the one it names, else 8025 for ``smtpkit run``,
+    else the port numbers written in the page's files that the command names."""
+    named = command_port(text)
+    if named is not None:
+        return {named}
+    if re.search(r"\bsmtpkit run\b", text):
+        return {DEFAULT_PORT}
+    ports: set[int] = set()
+    for name, content in files.items():
+        if name in text:
+            ports.update(int(number) for number in re.findall(r"\b(\d{4,5})\b", content))
+    return ports
+
+
+def listening_ports(pid: int) -> frozenset[int]:
+    """The TCP ports that ``pid`` or its descendants listen on (read from /proc)."""
+    inodes: set[str] = set()
+    for member in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{member}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rpartition(":")[2], 16))
+    return frozenset(ports)
 
 
 def port_open(port: int) -> bool:
@@ -157,6 +198,7 @@ class PageRun:
         self.session: subprocess.Popen[bytes] | None = None
         self.background: list[Background] = []
         self._serial = 0
+        self.files: dict[str, str] = {}
 
     def run_source(self, source: str) -> None:
         """Run every block of the page's Markdown ``source``, then stop what it started."""
@@ -176,6 +218,7 @@ class PageRun:
             target = self.folder / block.title
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(block.text)
+            self.files[block.title] = block.text
         elif kind in ("python", "doctest"):
             self.run_python(block, kind)
         elif kind == "console":
@@ -254,31 +297,38 @@ class PageRun:
         check_output(where, command, output, status)
 
     def start_background(self, where: str, command: Command) -> None:
-        """Start a server command and wait until its port accepts connections."""
+        """Start a server command and wait until it accepts connections."""
         port = command_port(command.text)
-        self.stop_serving_on(port)
-        if port_open(port):
-            raise PageError(f"{where}: port {port} is already taken before {command.text!r} starts")
+        for likely in likely_ports(command.text, self.files):
+            self.stop_serving_on(likely)
+        if port is not None and port_open(port):
+            raise PageError(f"{where}: port {port} is already taken before {command.text!r}")
         log = self._log_file()
         process = self._spawn(command.text[:-2], log.open("wb"))
-        self.background.append(Background(command, where, process, log))
+        job = Background(command, where, process, log)
+        self.background.append(job)
         deadline = time.monotonic() + START_TIMEOUT
-        while not port_open(port):
+        while not self._serving(job, port):
             if process.poll() is not None:
-                raise PageError(
-                    f"{where}: {command.text!r} exited:\n{log.read_text(errors='replace')}"
-                )
+                raise PageError(f"{where}: {command.text!r} exited:\n{_text(log)}")
             if time.monotonic() > deadline:
                 raise PageError(
-                    f"{where}: {command.text!r} did not accept connections on port {port} "
-                    f"within {START_TIMEOUT:.0f} s:\n{log.read_text(errors='replace')}"
+                    f"{where}: {command.text!r} did not accept connections "
+                    f"on port {port or 'any'} within {START_TIMEOUT:.0f} s:\n{_text(log)}"
                 )
             time.sleep(0.1)
+
+    @staticmethod
+    def _serving(job: Background, port: int | None) -> bool:
+        job.ports = listening_ports(job.process.pid)
+        if port is None:
+            return bool(job.ports)
+        return port in job.ports and port_open(port)
 
     def stop_serving_on(self, port: int) -> None:
         """Stop this page's background commands on ``port``, as a reader would press Ctrl-C."""
         for job in self.background:
-            if command_port(job.command.text) == port and job.process.poll() is None:
+            if port in job.ports and job.process.poll() is None:
                 stop_group(job.process)
 
     def check_background(self) -> None:
@@ -325,6 +375,10 @@ def check_output(where: str, command: Command, output: str, status: int) -> None
             raise PageError(_mismatch(where, command, output))
     elif status != 0:
         raise PageError(f"{where}: {command.text!r} exited with status {status}:\n{output}")
+
+
+def _text(log: Path) -> str:
+    return log.read_text(errors="replace")
 
 
 def _mismatch(where: str, command: Command, output: str) -> str:
