@@ -91,12 +91,6 @@ class ServerOptions:
             )
         return cls(**keywords)
 
-    def replace(self, **keywords: Any) -> ServerOptions:
-        """A copy with some options changed (checked like :meth:`from_keywords`)."""
-        merged = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        merged.update(keywords)
-        return ServerOptions.from_keywords(**merged)
-
     @property
     def tls_for_auth(self) -> bool:
         """Whether AUTH is offered only over TLS."""
