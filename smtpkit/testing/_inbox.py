@@ -10,6 +10,7 @@ such as trio's through anyio, the wait runs in a worker thread).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from ._messages import CapturedMessage
@@ -60,7 +61,8 @@ class Inbox:
         still = []
         for n, loop, future in self._waiters:
             if count >= n:
-                loop.call_soon_threadsafe(_resolve, future)
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(_resolve, future)
             else:
                 still.append((n, loop, future))
         self._waiters = still
@@ -110,9 +112,13 @@ class Inbox:
             await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             with self._ready:
+                raise MessageWaitTimeout(n, len(self._messages), timeout) from None
+        finally:
+            # Also when the waiting task is cancelled: a waiter left behind
+            # would point at a loop that may be closed by the next message.
+            with self._ready:
                 if entry in self._waiters:
                     self._waiters.remove(entry)
-                raise MessageWaitTimeout(n, len(self._messages), timeout) from None
         return self.snapshot()
 
 

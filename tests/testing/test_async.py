@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import smtplib
+
+import pytest
+
+from smtpkit.testing import SMTPTestServer
+
 from .conftest import RunInner
 
 # Shared by both async flavours: {mark} is the marker that makes a test async.
@@ -121,3 +128,21 @@ def test_sync_and_async_tests_in_one_module(run_inner: RunInner) -> None:
         """,
         passed=4,
     )
+
+
+def test_a_cancelled_wait_leaves_no_waiter_behind() -> None:
+    async def give_up(server: SMTPTestServer) -> None:
+        waiting = asyncio.ensure_future(server.wait_for(1, timeout=30))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+
+    with SMTPTestServer() as server:
+        asyncio.run(give_up(server))  # that loop is closed now
+        with smtplib.SMTP(server.host, server.port) as client:
+            client.ehlo()
+            client.mail("a@x.org")
+            client.rcpt("b@x.org")
+            assert client.data(b"Subject: after\r\n\r\nx") == (250, b"OK: message captured")
+        assert server.wait(1)[0]["Subject"] == "after"

@@ -112,6 +112,18 @@ def test_auth_with_given_users_or_any(run_inner: RunInner) -> None:
             [msg] = smtp_server.messages
             assert (msg.auth_login, msg.tls) == ("carol", True)
 
+        @pytest.mark.smtp_server(auth="any", tls="starttls", auth_require_tls=False)
+        def test_auth_in_clear_on_a_tls_server(smtp_server):
+            with smtplib.SMTP(smtp_server.host, smtp_server.port) as client:
+                client.ehlo()
+                assert client.has_extn("auth") and client.has_extn("starttls")
+
+        @pytest.mark.smtp_server(auth="any", auth_require_tls=True)
+        def test_auth_only_over_tls_without_tls(smtp_server):
+            with smtplib.SMTP(smtp_server.host, smtp_server.port) as client:
+                client.ehlo()
+                assert not client.has_extn("auth")
+
         @pytest.mark.smtp_server(auth={"alice": "wonderland"}, auth_required=True)
         def test_auth_required(smtp_server):
             with smtplib.SMTP(smtp_server.host, smtp_server.port) as client:
@@ -123,7 +135,7 @@ def test_auth_with_given_users_or_any(run_inner: RunInner) -> None:
         """,
         "-W",
         "error",
-        passed=4,
+        passed=6,
     )
 
 
