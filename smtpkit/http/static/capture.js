@@ -22,6 +22,13 @@ function formatSize(bytes) {
   return (bytes / 1024 / 1024).toFixed(1) + " MiB";
 }
 
+function shortTime(iso) {
+  const when = new Date(iso);
+  const today = new Date().toDateString() === when.toDateString();
+  return today ? when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+    : when.toLocaleDateString([], { year: "numeric", month: "short", day: "numeric" });
+}
+
 async function getJSON(url, options) {
   const reply = await fetch(url, options);
   const body = await reply.json();
@@ -43,7 +50,7 @@ async function loadList() {
     cell(row, message.to);
     cell(row, message.subject || "(no subject)", "subject");
     cell(row, formatSize(message.size), "num");
-    cell(row, new Date(message.time).toLocaleString(), "time");
+    cell(row, shortTime(message.time), "time").title = new Date(message.time).toLocaleString();
     row.addEventListener("click", () => openMessage(message.id));
   }
   $("#empty").hidden = page.messages.length > 0;
@@ -64,6 +71,7 @@ async function checkSelected() {
 function closeMessage() {
   state.selected = null;
   $("#view").hidden = true;
+  $("#placeholder").hidden = false;
   $("#html-frame").removeAttribute("src");
 }
 
@@ -128,6 +136,7 @@ async function openMessage(id) {
     row.classList.toggle("selected", row.dataset.id === id);
   }
   $("#view").hidden = false;
+  $("#placeholder").hidden = true;
   $("#view-subject").textContent = message.subject || "(no subject)";
   fillSummary(message);
   fillAttachments(message);
