@@ -46,6 +46,8 @@ HOST = "127.0.0.1"
 STEP_TIMEOUT = 60.0
 LISTENING = re.compile(rb"listening on 127\.0\.0\.1:(\d+)")
 MESSAGE_ID = re.compile(rb"^Message-ID: <([^>]+)>$", re.MULTILINE)
+#: What a raw client may run into (asyncio's TimeoutError is no OSError before 3.11).
+FAILURES = (OSError, asyncio.TimeoutError)
 #: Sizes of the normal senders' messages: mostly small, one in 20 spans two disk writes.
 SIZES = [300, 1000, 2000, 5000, 30_000] * 4 + [400_000]
 #: Source addresses per role: the server allows 50 connections per client address.
@@ -204,7 +206,7 @@ async def disconnecter(port: int, tally: Tally, until: float) -> None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.close()
             tally.cut += 1
-        except OSError:
+        except FAILURES:
             tally.client_errors += 1
 
 
@@ -231,7 +233,7 @@ async def malformed(port: int, tally: Tally, until: float) -> None:
                 await asyncio.wait_for(reader.read(), 5)
             writer.close()
             tally.malformed += 1
-        except OSError:
+        except FAILURES:
             tally.client_errors += 1
 
 
@@ -252,7 +254,7 @@ async def slow_client(port: int, name: str, tally: Tally, until: float) -> None:
             tally.acked[message_id] = data
             tally.slow += 1
             writer.close()
-        except OSError:
+        except FAILURES:
             tally.client_errors += 1
 
 
