@@ -21,9 +21,9 @@ from typing import Any
 
 def run_python(globs: dict[str, Any], source: str, name: str, line: int) -> dict[str, Any]:
     """Execute one block; return what it printed and the traceback if it raised."""
-    code = compile("\n" * (line - 1) + source, name, "exec")
     captured = io.StringIO()
     try:
+        code = compile("\n" * (line - 1) + source, name, "exec")
         with contextlib.redirect_stdout(captured):
             exec(code, globs)
     except BaseException:  # a docs block may raise anything; report it all
