@@ -36,7 +36,7 @@ class ServerOptions:
 
     tls: TLSMode | None = None
     require_starttls: bool = False
-    auth: Mapping[str, str] | Literal["any"] | None = None
+    auth: Mapping[str, str] | Literal["any"] | None = field(default=None, repr=False)
     auth_required: bool = False
     auth_require_tls: bool | None = None
     smtputf8: bool = True
@@ -51,9 +51,7 @@ class ServerOptions:
         if self.require_starttls and self.tls != "starttls":
             raise ValueError("require_starttls=True needs tls='starttls'")
         self._check_auth()
-        for name in ("require_starttls", "auth_required", "smtputf8", "lmtp"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name}={getattr(self, name)!r}: expected True or False")
+        self._check_flags()
         limit = self.size_limit
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
@@ -64,6 +62,18 @@ class ServerOptions:
         if not isinstance(self.smtp_kwargs, Mapping):
             raise TypeError(f"smtp_kwargs={self.smtp_kwargs!r}: expected a mapping of keywords")
 
+    def _check_flags(self) -> None:
+        for name in ("require_starttls", "auth_required", "smtputf8", "lmtp"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}={getattr(self, name)!r}: expected True or False")
+        if self.auth_require_tls is not None and not isinstance(self.auth_require_tls, bool):
+            raise TypeError(
+                f"auth_require_tls={self.auth_require_tls!r}: expected True, False or None"
+            )
+        name = self.hostname
+        if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+            raise ValueError(f"hostname={name!r}: expected a host name, without spaces")
+
     def _check_auth(self) -> None:
         auth = self.auth
         if auth is None or auth == "any":
@@ -71,7 +81,11 @@ class ServerOptions:
         elif not isinstance(auth, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in auth.items()
         ):
-            raise TypeError(f"auth={auth!r}: expected {{'user': 'password', ...}}, 'any' or None")
+            # The value is not shown: it may hold passwords.
+            raise TypeError(
+                f"auth: expected {{'user': 'password', ...}}, 'any' or None; "
+                f"got a {type(auth).__name__} that is not that"
+            )
         if self.auth_required and auth is None:
             raise ValueError("auth_required=True needs auth={'user': 'password'} or auth='any'")
 

@@ -239,8 +239,20 @@ def test_bad_marker_options_are_named(run_inner: RunInner) -> None:
         @pytest.mark.smtp_server(size_limit=-5)
         def test_negative_size(smtp_server):
             pass
+
+        @pytest.mark.smtp_server(hostname="two words")
+        def test_bad_hostname(smtp_server):
+            pass
+
+        @pytest.mark.smtp_server(auth={"ann": b"hunter2-secret"})
+        def test_bad_password(smtp_server):
+            pass
+
+        @pytest.mark.smtp_server(smtp_kwargs={"max_recipent": 5})
+        def test_unknown_smtp_keyword(smtp_server):
+            pass
         """,
-        errors=5,
+        errors=8,
     )
     result.stdout.fnmatch_lines_random(
         [
@@ -249,8 +261,12 @@ def test_bad_marker_options_are_named(run_inner: RunInner) -> None:
             "*ValueError: tls='ssl': expected 'starttls', 'implicit' or None*",
             "*ValueError: auth_required=True needs auth=*",
             "*ValueError: size_limit=-5: expected a number of octets*",
+            "*ValueError: hostname='two words': expected a host name, without spaces",
+            "*TypeError: auth: expected {'user': 'password', ...}, 'any' or None; got a dict*",
+            "*TypeError: SMTP() got unexpected keyword argument(s): max_recipent",
         ]
     )
+    assert "hunter2-secret" not in result.stdout.str()  # a password is never echoed
 
 
 def test_factory_serves_several_servers_and_other_scopes(
