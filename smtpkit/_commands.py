@@ -531,8 +531,9 @@ def _ehlo_param_count(func: Callable[..., Any], bound: bool) -> int:
     signature = inspect.signature(func)
     count = len(signature.parameters) - bound
     if count not in (4, 5):
+        name = getattr(func, "__qualname__", "handle_EHLO")
         raise TypeError(
-            f"Unsupported handle_EHLO signature {func.__qualname__}{signature}: "
+            f"Unsupported handle_EHLO signature {name}{signature}: "
             "expected handle_EHLO(self, server, session, envelope, hostname, responses) "
             "or the deprecated handle_EHLO(self, server, session, envelope, hostname)"
         )

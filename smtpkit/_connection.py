@@ -25,6 +25,7 @@ import asyncio
 import inspect
 import logging
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, AnyStr
 
@@ -59,6 +60,11 @@ INTERNAL_ERROR = "451 4.3.0 Requested action aborted: local error in processing"
 LINE_TOO_LONG = "500 Command line too long"
 AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
 ALLOWED_BEFORE_STARTTLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})
+# Verb -> "smtp_<VERB>", one string object per verb: the type's attribute
+# cache matches names by identity, so a name built anew for each command
+# would miss it and walk the whole MRO. Only verbs some class implements are
+# kept, so clients cannot make it grow.
+_VERB_ATTRIBUTES: dict[str, str] = {}
 
 
 _NOT_COUNTED = object()
@@ -860,7 +866,13 @@ class Connection(asyncio.StreamReaderProtocol):
         class) lets code patch ``smtp_<VERB>`` on the class or on one server
         at any time; the lookup goes through the type's attribute cache.
         """
-        method = getattr(self, "smtp_" + verb, None)
+        try:
+            method = getattr(self, _VERB_ATTRIBUTES[verb])
+        except (KeyError, AttributeError):
+            name = "smtp_" + verb
+            method = getattr(self, name, None)
+            if callable(method):
+                _VERB_ATTRIBUTES[verb] = sys.intern(name)
         return method if callable(method) else None
 
     def _refusal(self, verb: str) -> str | None:

@@ -28,6 +28,7 @@ __all__ = ["ReplyError", "reply_lines"]
 # One line without its CRLF: a code from 200 to 599, then a separator and
 # text, or nothing. CR and LF may not appear inside a line.
 _LINE = re.compile(r"[2-5][0-9][0-9](?:([ -])[^\r\n]*)?")
+_CODES = frozenset(str(code) for code in range(200, 600))
 
 
 class ReplyError(ValueError):
@@ -47,6 +48,8 @@ def reply_lines(status: object) -> list[str | bytes]:
     Raises:
         ReplyError: ``status`` is not a well-formed reply.
     """
+    if _is_one_line(status):
+        return [status]  # type: ignore[list-item]
     if isinstance(status, str):
         lines: Sequence[str | bytes] = status.split("\r\n") if "\n" in status else (status,)
     elif isinstance(status, bytes):
@@ -58,6 +61,17 @@ def reply_lines(status: object) -> list[str | bytes]:
     checked = [_check_line(line) for line in lines]
     _check_multiline(checked)
     return list(lines)
+
+
+def _is_one_line(status: object) -> bool:
+    """The common case, a well-formed one-line str reply, checked quickly."""
+    return (
+        type(status) is str
+        and status[:3] in _CODES
+        and status[3:4] in ("", " ")
+        and "\n" not in status
+        and "\r" not in status
+    )
 
 
 def _check_line(line: object) -> str:
