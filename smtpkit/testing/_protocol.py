@@ -45,15 +45,16 @@ class FaultySMTP(SMTP):
             if reply is None:
                 super()._greet()
                 return
-            # A refused greeting ends the connection: the client cannot go on.
             await self.push(reply)
-            if self.transport is not None:
+            if not reply.startswith("2") and self.transport is not None:
+                # A refused greeting ends the connection: the client cannot go on.
                 self.transport.close()
         except FaultDrop:
             pass
         finally:
             self._runner = None
-            if self._buf and self.transport is not None:
+            transport = self.transport
+            if self._buf and transport is not None and not transport.is_closing():
                 # The client spoke while the greeting waited: answer it now.
                 self._runner = self.loop.create_task(self._run())
 

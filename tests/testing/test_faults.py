@@ -183,6 +183,15 @@ def test_delays_add_up_and_other_faults_still_apply(run_inner: RunInner) -> None
                 assert time.monotonic() - start >= 0.55
                 assert client.mail("a@x.org")[0] == 250
 
+        def test_own_banner_and_pipelining_before_it(smtp_server):
+            import socket
+            smtp_server.faults.reply("CONNECT", "220 mx.test ESMTP ready").delay("CONNECT", 0.3)
+            with socket.create_connection(smtp_server.address, timeout=10) as raw:
+                raw.sendall(b"NOOP\\r\\n")  # before the (late) banner
+                reader = raw.makefile("rb")
+                assert reader.readline() == b"220 mx.test ESMTP ready\\r\\n"
+                assert reader.readline().startswith(b"250")
+
         def test_delayed_greeting(smtp_server):
             smtp_server.faults.delay("CONNECT", 0.4)
             start = time.monotonic()
@@ -200,7 +209,7 @@ def test_delays_add_up_and_other_faults_still_apply(run_inner: RunInner) -> None
                 assert client.rcpt("c@x.org")[0] == 250
                 assert time.monotonic() - start >= 0.45
         """,
-        passed=3,
+        passed=4,
     )
 
 
