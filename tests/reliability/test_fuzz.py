@@ -6,7 +6,9 @@ TLS ClientHello (alone or after STARTTLS), PROXY v1/v2 headers the server does n
 expect, AUTH with garbage, DATA and BDAT cut short. It then half-closes and reads what
 the server says, for a bounded time. After every session a probe client must still get
 its 250 for a whole message; the server must never log an internal error, and its
-resident memory (``VmRSS``) must not grow beyond a generous bound.
+resident memory (``VmRSS``) must not grow beyond a generous bound. A second server,
+started with ``--proxy-protocol``, gets PROXY v1/v2 headers made whole, cut short and
+mangled, while its probe comes through a PROXY v1 header as from HAProxy.
 """
 
 from __future__ import annotations
@@ -102,8 +104,11 @@ PIECES = st.one_of(
 SESSIONS = st.lists(PIECES, min_size=1, max_size=10)
 
 
-def run_session(port: int, pieces: list[bytes]) -> bytes:
-    """Send ``pieces``, half-close, and read the replies until the server closes."""
+def run_session(port: int, pieces: list[bytes], wait: float = SESSION_TIME) -> bytes:
+    """Send ``pieces``, half-close, and read the replies until the server closes.
+
+    After ``wait`` seconds the client closes by itself.
+    """
     received = bytearray()
     with socket.create_connection((HOST, port), timeout=SESSION_TIME) as sock:
         reader = threading.Thread(target=_read_all, args=(sock, received), daemon=True)
@@ -114,7 +119,7 @@ def run_session(port: int, pieces: list[bytes]) -> bytes:
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the server may close first (a limit, QUIT among the pieces)
-        reader.join(SESSION_TIME)
+        reader.join(wait)
     return bytes(received)
 
 
@@ -126,33 +131,57 @@ def _read_all(sock: socket.socket, into: bytearray) -> None:
         pass
 
 
+PROXY_V1 = b"PROXY TCP4 192.0.2.1 192.0.2.2 40000 25\r\n"
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+class ProxiedSMTP(smtplib.SMTP):
+    """smtplib's client, sending a PROXY v1 header before anything else (as HAProxy does)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        assert isinstance(sock, socket.socket)
+        sock.sendall(PROXY_V1)
+        return sock
+
+
 class Probe:
     """A client that sends one whole message after each fuzz session."""
 
-    def __init__(self, server: Command, port: int, maildir: Path) -> None:
+    def __init__(self, server: Command, port: int, maildir: Path, *, proxy: bool = False) -> None:
         self.server = server
         self.port = port
         self.maildir = maildir
         self.count = 0
+        self._client = ProxiedSMTP if proxy else smtplib.SMTP
 
     def check(self) -> None:
         self.count += 1
         message = make_message(f"probe-{self.count}@test", 300)
-        with smtplib.SMTP(HOST, self.port, timeout=READY) as client:
+        with self._client(HOST, self.port, timeout=READY) as client:
             code, _ = client.noop()
             assert code == 250
             refused = client.sendmail("a@example.com", ["b@example.com"], message.data)
         assert refused == {}
 
 
-@pytest.fixture(scope="module")
-def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
-    folder = tmp_path_factory.mktemp("fuzz")
-    command = Command(["run", "--port", "0", "--maildir", str(folder / "mail")], folder)
+def start_target(folder: Path, *args: str) -> Iterator[Probe]:
+    command = Command(["run", "--port", "0", "--maildir", str(folder / "mail"), *args], folder)
     try:
-        yield Probe(command, command.port(), folder / "mail")
+        yield Probe(command, command.port(), folder / "mail", proxy="--proxy-protocol" in args)
     finally:
         command.stop()
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
+    yield from start_target(tmp_path_factory.mktemp("fuzz"))
+
+
+@pytest.fixture(scope="module")
+def proxy_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
+    """A server that expects a PROXY header from every client."""
+    yield from start_target(tmp_path_factory.mktemp("fuzz-proxy"), "--proxy-protocol")
 
 
 def internal_errors(command: Command) -> list[str]:
@@ -183,6 +212,47 @@ def test_any_session_leaves_the_server_serving(
     assert fuzz_target.server.process.poll() is None, fuzz_target.server.output()
     fuzz_target.check()
     assert internal_errors(fuzz_target.server) == []
+
+
+PROXY_V2 = st.builds(
+    lambda command, family, length, payload: (
+        PROXY_V2_SIGNATURE + bytes([command, family]) + length.to_bytes(2, "big") + payload
+    ),
+    st.sampled_from([0x20, 0x21, 0x22, 0x11, 0xFF]),
+    st.sampled_from([0x00, 0x11, 0x12, 0x21, 0x31, 0x44]),
+    st.one_of(st.just(12), st.just(36), st.integers(0, 0xFFFF)),
+    st.binary(max_size=300),
+)
+PROXY_HEADERS = st.one_of(
+    st.just(PROXY_V1),
+    st.integers(1, len(PROXY_V1) - 1).map(lambda cut: PROXY_V1[:cut]),
+    st.lists(
+        st.sampled_from([b"TCP4", b"TCP6", b"UNKNOWN", b"192.0.2.1", b"::1", b"65536", b"-1"])
+        | st.binary(max_size=20),
+        max_size=7,
+    ).map(lambda words: b"PROXY " + b" ".join(words) + b"\r\n"),
+    PROXY_V2,
+    st.binary(max_size=120).map(lambda tail: PROXY_V2_SIGNATURE[:-1] + tail),
+    st.binary(max_size=200),
+)
+
+
+@settings(
+    max_examples=EXAMPLES // 2,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(header=PROXY_HEADERS, pieces=st.lists(PIECES, max_size=4))
+def test_any_proxy_header_leaves_the_server_serving(
+    proxy_target: Probe, header: bytes, pieces: list[bytes]
+) -> None:
+    # A header cut short keeps its connection until the PROXY timeout (10 s), even after
+    # the client's FIN: do not wait for that, close after a moment.
+    run_session(proxy_target.port, [header, *pieces], wait=0.5)
+    assert proxy_target.server.process.poll() is None, proxy_target.server.output()
+    proxy_target.check()
+    assert internal_errors(proxy_target.server) == []
 
 
 def test_ten_thousand_recipients(fuzz_target: Probe) -> None:
