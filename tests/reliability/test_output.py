@@ -23,7 +23,7 @@ from cli.helpers import EXIT, clean_env, free_port, smtpkit
 
 from smtpkit._output import QUEUE_LINES, IsoFormatter, LineWriter, QueueLogHandler
 
-from .conftest import HOST, READY, make_message, stored_by_id
+from .conftest import HOST, READY, Start, make_message, stored_by_id
 
 MESSAGES = 3000
 SENDERS = 3
@@ -169,3 +169,16 @@ def test_the_log_handler_reports_its_losses_in_the_log_format() -> None:
     reports = [int(found.group(1)) for found in map(report_line.match, lines) if found]
     assert reports and sum(reports) == handler.writer.dropped
     assert len(lines) - len(reports) + handler.writer.dropped == 3000
+
+
+def test_every_line_is_written_before_a_normal_exit(run_server: Start) -> None:
+    server = run_server()
+    with smtplib.SMTP(HOST, server.port, timeout=READY) as client:
+        for number in range(300):
+            message = make_message(f"exit-{number}@test", 200)
+            client.sendmail("sender@example.com", ["rcpt@example.com"], message.data)
+    server.command.send_signal(signal.SIGTERM)  # at once: lines may still be queued
+    assert server.command.wait() == 0
+    printed = [line for line in server.command.lines["stdout"] if LINE.match(line)]
+    assert len(printed) == 300
+    assert server.command.lines["stderr"][-1].endswith("INFO smtpkit.cli: stopped")
