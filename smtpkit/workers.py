@@ -205,8 +205,9 @@ class _Supervisor:
                 if self.stopping.is_set():
                     self._exit_now(signum)
                 log.info(
-                    "%s received: stopping %d worker(s); open sessions get up to %g s to "
-                    "finish (send it again to stop at once)",
+                    "%s received: stopping %d worker(s); each closes its idle sessions at "
+                    "once and gives a command in progress up to %g s to finish (send it "
+                    "again to stop at once)",
                     signal.Signals(signum).name,
                     len(self.processes),
                     self.pool.graceful_timeout,

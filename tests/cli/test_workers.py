@@ -84,6 +84,10 @@ def test_sigterm_lets_a_transfer_finish_in_a_worker(start: Start, tmp_path: Path
     command, port, pids = start_workers(start)
     client = open_data(port)
     signalled(command)
+    command.wait_for(
+        r"SIGTERM received: stopping 2 worker\(s\); each closes its idle sessions at once and "
+        r"gives a command in progress up to 30 s to finish \(send it again to stop at once\)"
+    )
     for pid in pids.values():
         command.wait_for(rf"\[{pid}\] INFO smtpkit.cli: SIGTERM received")
     assert finish_data(client) == (250, b"OK")
