@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from capture_server import HOST, Capture, message, running, wait_until
+from capture_server import HOST, Capture, message, running, start, stop, wait_until
 
 
 def run_briefly(
@@ -127,3 +127,26 @@ def test_a_taken_http_port_fails_in_one_line(capture: Capture, tmp_path: Path) -
     assert result.stderr.strip().endswith(
         f"smtpkit run: error: cannot listen on http://{taken}: Address already in use"
     )
+
+
+def test_with_workers_worker_one_serves_the_mail_of_all(tmp_path: Path) -> None:
+    with running(tmp_path, "--workers=2") as capture:
+        for number in range(16):  # the kernel spreads connections over both workers
+            capture.send(message(subject=f"Number {number}"))
+        page = httpx.get(capture.url + "api/v1/messages", params={"limit": 100}).json()
+        assert page["total"] == 16
+        pids = {m["id"].split(".")[1].split("P")[1].split("Q")[0] for m in page["messages"]}
+        assert len(pids) == 2, pids  # stored by two processes, listed by one
+        assert capture.output().count("capture UI on") == 1
+
+
+def test_stops_cleanly_with_an_event_stream_open(tmp_path: Path) -> None:
+    capture = start(tmp_path)
+    try:
+        with httpx.stream("GET", capture.url + "api/v1/events", timeout=30) as events:
+            assert next(events.iter_lines()) == "retry: 1000"
+            assert stop(capture) == 0
+    finally:
+        stop(capture)
+    # The last lines may still be on their way from the pipe.
+    wait_until(lambda: capture.output().rstrip().endswith("INFO smtpkit.cli: stopped"), "stopped")
