@@ -2,8 +2,10 @@
 
 The package index holds an unrelated ``smtpkit``; this project is published as
 ``smtpkit-server`` (its import name and its command stay ``smtpkit``). An install
-command must name a checkout (``.``, ``-e .``, a path, ``'.[extra]'``) or
-``smtpkit-server``, with or without extras.
+command installs this project: a checkout (``.``, ``-e .``, a path, ``'.[extra]'``) or
+``smtpkit-server``, with or without extras. A command may add other packages
+(``smtpkit-server trustme``), or install only other packages (``pip install trustme``
+for a test helper), but no command ever names the bare ``smtpkit``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ EDITABLE = {"-e", "--editable"}
 VALUE_OPTIONS = {"-t", "--target", "-c", "--constraint", "-i", "--index-url"}
 EXTRAS = r"(\[[A-Za-z0-9_,.-]+\])?"
 CHECKOUT = re.compile(rf"(\.|\.{{1,2}}/\S*|/\S*|~/\S*){EXTRAS}")
-PROJECT = re.compile(rf"{re.escape(PUBLISHED)}{EXTRAS}([<>=!~]=?\S*)?", re.IGNORECASE)
+VERSION = r"([<>=!~]=?\S*)?"
+PROJECT = re.compile(rf"{re.escape(PUBLISHED)}{EXTRAS}{VERSION}", re.IGNORECASE)
+NAMESAKE = re.compile(rf"smtpkit{EXTRAS}{VERSION}", re.IGNORECASE)
 
 
 def install_commands() -> list[tuple[str, str]]:
@@ -65,28 +69,39 @@ def installs_this_project(requirement: str) -> bool:
     return bool(CHECKOUT.fullmatch(requirement) or PROJECT.fullmatch(requirement))
 
 
+def is_the_namesake(requirement: str) -> bool:
+    return bool(NAMESAKE.fullmatch(requirement))
+
+
 def test_the_distribution_is_named_for_the_index() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["name"] == PUBLISHED
     assert project["scripts"]["smtpkit"] == "smtpkit.cli:main"
 
 
-def test_the_pages_show_install_commands() -> None:
-    pages = {page for page, _ in install_commands()}
+def test_the_install_pages_install_this_project() -> None:
+    pages = {
+        page
+        for page, arguments in install_commands()
+        if any(installs_this_project(word) for word in requirements(arguments))
+    }
     assert {"README.md", "index.md", "deployment.md"} <= pages
 
 
 @pytest.mark.parametrize(
     ("page", "arguments"), install_commands(), ids=[f"{p}: {a}" for p, a in install_commands()]
 )
-def test_each_install_command_installs_this_project(page: str, arguments: str) -> None:
+def test_no_install_command_installs_the_namesake(page: str, arguments: str) -> None:
     named = requirements(arguments)
     assert named, f"{page}: 'pip install {arguments}' names nothing to install"
-    wrong = [word for word in named if not installs_this_project(word)]
+    wrong = [word for word in named if is_the_namesake(word)]
     assert wrong == [], (
-        f"{page}: 'pip install {arguments}' installs {wrong}; expected a checkout ('.', "
-        f"'.[uvloop]', a path) or {PUBLISHED!r} (the index's 'smtpkit' is another project)"
+        f"{page}: 'pip install {arguments}' installs {wrong}, the index's unrelated "
+        f"'smtpkit'; expected a checkout ('.', '.[uvloop]', a path) or {PUBLISHED!r}"
     )
+    # Anything else named like this project must be this project (no 'smtpkit-sever').
+    odd = [w for w in named if "smtpkit" in w.lower() and not installs_this_project(w)]
+    assert odd == [], f"{page}: 'pip install {arguments}' installs {odd}"
 
 
 @pytest.mark.parametrize(
@@ -107,6 +122,9 @@ def test_each_install_command_installs_this_project(page: str, arguments: str) -
 )
 def test_the_check_itself(requirement: str, expected: bool) -> None:
     assert installs_this_project(requirement) is expected
+    assert is_the_namesake(requirement) is (
+        requirement.lower().startswith("smtpkit") and not expected
+    )
 
 
 def test_options_and_editable_targets_are_told_apart() -> None:
