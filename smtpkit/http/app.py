@@ -14,10 +14,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
+from .._cli.banner import is_loopback
 from .api import EXCEPTION_HANDLERS, api_routes
 from .options import HttpOptions
 from .page import page_routes
-from .security import BasicAuth, SecurityHeaders
+from .security import BasicAuth, LoopbackHost, SecurityHeaders
 from .store import MaildirStore
 
 __all__ = ["create_app"]
@@ -34,7 +35,8 @@ def create_app(
 
     Args:
         maildir: the Maildir to show (it may not exist yet).
-        options: credentials and release targets (default: none of either).
+        options: the address (on loopback, only loopback ``Host`` names are answered),
+            credentials and release targets (default: loopback, none of either).
         routes: more routes to serve beside the capture UI.
         stopping: set when the server stops; open event streams then end.
 
@@ -43,6 +45,8 @@ def create_app(
     """
     options = options or HttpOptions()
     middleware = [Middleware(SecurityHeaders)]
+    if is_loopback(options.host):
+        middleware.append(Middleware(LoopbackHost))
     if options.auth is not None:
         middleware.append(Middleware(BasicAuth, user=options.auth[0], password=options.auth[1]))
     app = Starlette(

@@ -31,6 +31,9 @@ def _reply(status: int, message: str) -> JSONResponse:
 
 
 async def _target_of(request: Request) -> tuple[str, int] | Response:
+    # JSON only: a form on another site cannot send it without the browser asking first.
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return _reply(415, "send the release request as Content-Type: application/json")
     try:
         body: Any = json.loads(await request.body() or b"null")
     except ValueError as exc:

@@ -1,6 +1,6 @@
-"""HTTP basic auth and the headers every reply carries.
+"""HTTP basic auth, the loopback Host check, and the headers every reply carries.
 
-Both are plain ASGI middleware, so routes mounted later are covered too.
+All are plain ASGI middleware, so routes mounted later are covered too.
 """
 
 from __future__ import annotations
@@ -13,10 +13,46 @@ from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BasicAuth", "SecurityHeaders"]
+__all__ = ["LOOPBACK_NAMES", "BasicAuth", "LoopbackHost", "SecurityHeaders"]
 
 #: The policy of replies that set none: nothing may load, nothing may frame them.
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
+#: The host names a listener on loopback answers to.
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _host_name(value: bytes) -> str:
+    """``127.0.0.1`` of ``127.0.0.1:8026``, ``::1`` of ``[::1]:8026``."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:].partition("]")[0]
+    return text.rpartition(":")[0] if ":" in text else text
+
+
+class LoopbackHost:
+    """On loopback, answer only requests whose ``Host`` is a loopback name (else 400).
+
+    A web page the user visits could otherwise point a name it controls at 127.0.0.1
+    (DNS rebinding) and read the captured mail through the user's browser.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"")
+            if _host_name(host) not in LOOPBACK_NAMES:
+                reply = JSONResponse(
+                    {
+                        "error": f"Host {host.decode('latin-1')!r} is not a loopback name; "
+                        "open the capture UI as http://127.0.0.1:PORT/ or http://localhost:PORT/"
+                    },
+                    status_code=400,
+                )
+                await reply(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BasicAuth:

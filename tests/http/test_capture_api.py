@@ -174,3 +174,17 @@ def test_mail_stored_by_another_process_is_listed(capture: Capture, client: http
         lambda: client.get("/api/v1/messages", params={"q": "copied"}).json()["total"] == 1,
         "the copied message in the list",
     )
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:8026", "127.0.0.1.evil.example", ""]
+)
+def test_on_loopback_other_host_names_are_refused(client: httpx.Client, host: str) -> None:
+    reply = client.get("/api/v1/messages", headers={"Host": host})
+    assert reply.status_code == 400
+    assert reply.json()["error"].startswith(f"Host {host!r} is not a loopback name")
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:1234", "[::1]:8026", "127.0.0.1"])
+def test_loopback_host_names_are_answered(client: httpx.Client, host: str) -> None:
+    assert client.get("/api/v1/messages", headers={"Host": host}).status_code == 200
