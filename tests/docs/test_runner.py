@@ -127,3 +127,37 @@ def test_an_output_block_must_follow_a_python_block() -> None:
     source = f'{FENCE}console\n$ ls\n{FENCE}\n\n{FENCE}text title="Output"\nx\n{FENCE}\n'
     with pytest.raises(PageError, match=r"synthetic\.md:5: an Output block"):
         parse_blocks("synthetic.md", source)
+
+
+def test_what_a_background_server_prints_is_checked(tmp_path: Path) -> None:
+    port = free_port()
+    page = f"""
+{FENCE}console
+$ smtpkit run --port {port} --maildir box &
+...listening on 127.0.0.1:{port + 1}
+...
+{FENCE}
+"""
+    with pytest.raises(PageError, match=r"synthetic\.md:3: 'smtpkit run"):
+        run_page(tmp_path, page)
+
+
+def test_a_server_that_exits_at_once_fails_the_page(tmp_path: Path) -> None:
+    page = f"{FENCE}console\n$ python -c 'raise SystemExit(3)' &\n{FENCE}\n"
+    with pytest.raises(PageError, match="exited"):
+        run_page(tmp_path, page)
+
+
+def test_a_later_server_on_the_same_port_replaces_the_earlier(tmp_path: Path) -> None:
+    port = free_port()
+    page = f"""
+{FENCE}console
+$ smtpkit run --port {port} --maildir first &
+$ smtpkit run --port {port} --maildir second &
+$ python -c 'import smtplib; smtplib.SMTP("127.0.0.1", {port}).sendmail("a@b.c", ["d@e.f"], "x")'
+$ ls second/new | wc -l
+1
+{FENCE}
+"""
+    run_page(tmp_path, page)
+    assert not list((tmp_path / "page" / "first" / "new").iterdir())
