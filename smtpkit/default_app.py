@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import email.parser
+import functools
 import email.policy
 import json
 import logging
@@ -157,10 +158,12 @@ class DefaultHandler(Mailbox):
 
     def _writer(self) -> LineWriter:
         if self._stream is None:
-            return writer_for("stdout", on_error=_print_failed, report=_lines_dropped)
+            report = functools.partial(_lines_dropped, "standard output")
+            return writer_for("stdout", on_error=_print_failed, report=report)
         stream = self._stream
+        report = functools.partial(_lines_dropped, repr(stream))
         return writer_for(
-            f"stream {id(stream)}", lambda: stream, on_error=_print_failed, report=_lines_dropped
+            f"stream {id(stream)}", lambda: stream, on_error=_print_failed, report=report
         )
 
 
@@ -168,11 +171,12 @@ def _print_failed(error: Exception) -> None:
     log.warning("could not print the line of a stored message: %s", error)
 
 
-def _lines_dropped(count: int) -> None:
+def _lines_dropped(where: str, count: int) -> None:
     log.warning(
-        "%d %s of stored messages dropped: standard output was not being read",
+        "%d %s of stored messages dropped: %s was not being read",
         count,
         "line" if count == 1 else "lines",
+        where,
     )
 
 
