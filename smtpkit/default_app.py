@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import datetime
 import email.parser
-import functools
 import email.policy
+import functools
 import json
 import logging
 import os
