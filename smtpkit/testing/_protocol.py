@@ -40,6 +40,8 @@ class FaultySMTP(SMTP):
         self._runner = self.loop.create_task(self._faulty_greeting(decision))
 
     async def _faulty_greeting(self, decision: Decision) -> None:
+        # A delayed greeting is the server at work, not an idle client.
+        self._running = True
         try:
             reply = await enact(self, decision)
             if reply is None:
@@ -52,6 +54,7 @@ class FaultySMTP(SMTP):
         except FaultDrop:
             pass
         finally:
+            self._running = False
             self._runner = None
             transport = self.transport
             if self._buf and transport is not None and not transport.is_closing():
