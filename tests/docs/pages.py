@@ -37,7 +37,8 @@ The conventions a page follows (all visible in the Markdown source):
     On the line before a block, skips it (a systemd unit, a fragment, an
     install command). Any other block the runner cannot classify fails the
     page, so nothing is skipped by accident. ``text`` blocks without a title
-    are shown for reading and are not run.
+    are shown for reading and are not run, unless they start with ``$ ``: a
+    command shown as text is refused (make it a ``console`` block).
 
 Every wait is bounded: a block or a command that hangs fails the page, naming
 its line, instead of hanging the test run.
@@ -154,7 +155,7 @@ def classify(block: Block) -> str:
         return "doctest" if block.text.lstrip().startswith(">>>") else "python"
     if block.lang == "console":
         return "console"
-    if block.lang == "text" and block.title is None:
+    if block.lang == "text" and block.title is None and not block.text.startswith("$ "):
         return "read"
     raise PageError(
         f"{block.where}: cannot run a {block.lang or 'plain'!r} block; give it a file title "

@@ -161,3 +161,9 @@ $ ls second/new | wc -l
 """
     run_page(tmp_path, page)
     assert not list((tmp_path / "page" / "first" / "new").iterdir())
+
+
+def test_a_command_shown_as_text_is_refused(tmp_path: Path) -> None:
+    page = f"{FENCE}text\n$ ls\ngreet.py\n{FENCE}\n"
+    with pytest.raises(PageError, match="cannot run a 'text' block"):
+        run_page(tmp_path, page)
