@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Other paths only to test the missing-browser rule itself.
+CHROMIUM = Path(os.environ.get("SMTPKIT_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("SMTPKIT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
 FLAGS = (
     "--headless",
     "--no-sandbox",

@@ -144,8 +144,9 @@ def test_mail_appears_opens_sandboxed_downloads_and_deletes(
     assert "Earlier note" in browser.find_element(By.CSS_SELECTOR, "#messages tbody tr").text
 
 
-def test_search_filters_the_list(browser: Any, capture: Capture) -> None:
+def test_search_filters_the_list_and_delete_all_empties_it(browser: Any, capture: Capture) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     for subject, body in [("Weekly report", "numbers"), ("Lunch", "pizza on friday")]:
@@ -156,3 +157,9 @@ def test_search_filters_the_list(browser: Any, capture: Capture) -> None:
     browser.find_element(By.ID, "search").send_keys("PIZZA")
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages tbody tr")) == 1)
     assert "Lunch" in browser.find_element(By.CSS_SELECTOR, "#messages tbody tr").text
+    browser.find_element(By.ID, "search").send_keys(Keys.BACKSPACE * len("PIZZA"))
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#messages tbody tr")) == 2)
+    browser.find_element(By.ID, "delete-all").click()
+    browser.switch_to.alert.accept()
+    wait.until(lambda d: d.find_element(By.ID, "empty").is_displayed())
+    assert list((capture.maildir / "new").iterdir()) == []
