@@ -7,9 +7,10 @@ How a connection runs:
   every complete line in the buffer, in order, and ends when no complete line
   is left. An idle connection, or one sending a line that never ends,
   therefore holds no task.
-* Replies are collected by :meth:`Connection.push` and written in one go
-  whenever the server is about to wait for the client (RFC 2920 §3.2 lets a
-  server batch the replies to pipelined commands).
+* The built-in commands' replies are collected by :meth:`Connection._push`
+  and written in one go whenever the server is about to wait for the client
+  (RFC 2920 §3.2 lets a server batch the replies to pipelined commands); the
+  public :meth:`Connection.push` writes at once.
 * During DATA, ``data_received`` feeds the decoder directly, so message bytes
   are never copied into the command buffer.
 * The task yields to the loop after every ``_LINES_PER_TURN`` lines, so a
