@@ -138,7 +138,6 @@ class Connection(asyncio.StreamReaderProtocol):
         "_tls_active",
         "_tls_handshake_okay",
         "_unknown_budget",
-        "_verbs",
         "_waiter",
         "_write_paused",
         "command_size_limits",
@@ -170,7 +169,6 @@ class Connection(asyncio.StreamReaderProtocol):
     _proxy_timeout: float | None
     _read_limit: int
     _call_limits: dict[str, int] | None
-    _verbs: dict[str, Callable[..., Awaitable[None]]]
     _auth_required: bool
     __ident__: str
     # Per-connection state, filled in by SMTP.__init__.
