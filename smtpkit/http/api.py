@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .message import Captured, attachment_bytes
-from .release import release
+from .release import release, release_targets
 from .sse import events
 from .store import MaildirStore
 
@@ -142,5 +142,6 @@ def api_routes() -> list[BaseRoute]:
         Route(prefix + "/{id}/html", html, methods=["GET"]),
         Route(prefix + "/{id}/attachments/{index:int}", attachment, methods=["GET"]),
         Route(prefix + "/{id}/release", release, methods=["POST"]),
+        Route("/api/v1/release-targets", release_targets, methods=["GET"]),
         Route("/api/v1/events", events, methods=["GET"]),
     ]

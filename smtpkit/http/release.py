@@ -20,7 +20,7 @@ from .._cli.options import UsageError
 from .message import Captured, without_envelope
 from .options import HttpOptions, parse_address
 
-__all__ = ["SEND_TIMEOUT", "release"]
+__all__ = ["SEND_TIMEOUT", "release", "release_targets"]
 
 #: Seconds the connection to the target server may take, per operation.
 SEND_TIMEOUT = 30.0
@@ -54,6 +54,12 @@ async def _target_of(request: Request) -> tuple[str, int] | Response:
             "add it with --http-release-to)",
         )
     return target
+
+
+def release_targets(request: Request) -> Response:
+    """``GET /api/v1/release-targets``: the allowed ``HOST:PORT`` targets, for the page."""
+    options: HttpOptions = request.app.state.options
+    return JSONResponse({"targets": [f"{host}:{port}" for host, port in options.release_to]})
 
 
 async def release(request: Request) -> Response:

@@ -163,3 +163,32 @@ def test_search_filters_the_list_and_delete_all_empties_it(browser: Any, capture
     browser.switch_to.alert.accept()
     wait.until(lambda d: d.find_element(By.ID, "empty").is_displayed())
     assert list((capture.maildir / "new").iterdir()) == []
+
+
+def test_release_from_the_page(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    (tmp_path / "target").mkdir()
+    (tmp_path / "ui").mkdir()
+    with running(tmp_path / "target", http=None) as target:
+        allowed = f"127.0.0.1:{target.smtp_port}"
+        with running(tmp_path / "ui", f"--http-release-to={allowed}") as capture:
+            capture.send(message(subject="Check this one"), rcpt_tos=["dave@example.com"])
+            wait = WebDriverWait(browser, WAIT)
+            browser.get(capture.url)
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#messages tbody tr"))[0].click()
+            wait.until(lambda d: d.find_element(By.ID, "release").is_displayed())
+            assert (
+                Select(
+                    browser.find_element(By.ID, "release-to")
+                ).first_selected_option.get_attribute("value")
+                == allowed
+            )
+            browser.find_element(By.ID, "release-button").click()
+            wait.until(
+                lambda d: d.find_element(By.ID, "release-result").text == f"Released to {allowed}"
+            )
+        wait_until(lambda: any((target.maildir / "new").iterdir()), "the released message")
+        (sent,) = (target.maildir / "new").iterdir()
+        assert b"Subject: Check this one\n" in sent.read_bytes()

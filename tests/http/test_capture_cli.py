@@ -35,6 +35,7 @@ def test_release_to_an_allowed_server_and_refused_elsewhere(tmp_path: Path) -> N
             capture.send(message(subject="Send me on"), rcpt_tos=["carol@example.com"])
             (path,) = (capture.maildir / "new").iterdir()
             with httpx.Client(base_url=capture.url, timeout=30) as client:
+                assert client.get("/api/v1/release-targets").json() == {"targets": [allowed]}
                 url = f"/api/v1/messages/{path.name}/release"
                 refused = client.post(url, json={"to": f"{HOST}:1"})
                 assert refused.status_code == 403

@@ -143,6 +143,7 @@ async function openMessage(id) {
   fillHeaders(message);
   $("#text-body").textContent = message.text ?? "(no text part)";
   $("#raw-body").textContent = "";
+  $("#release-result").textContent = "";
   const frame = $("#html-frame");
   const hasHtml = message.html !== null;
   $('#tabs button[data-tab="html"]').disabled = !hasHtml;
@@ -166,6 +167,26 @@ async function deleteAll() {
   await loadList();
 }
 
+async function loadTargets() {
+  const { targets } = await getJSON(`${API}/release-targets`);
+  const select = $("#release-to");
+  for (const target of targets) select.add(new Option(`to ${target}`, target));
+  $("#release").hidden = targets.length === 0;
+}
+
+async function releaseSelected(event) {
+  event.preventDefault();
+  const result = $("#release-result");
+  const url = `${API}/messages/${encodeURIComponent(state.selected)}/release`;
+  try {
+    const body = JSON.stringify({ to: $("#release-to").value });
+    const done = await getJSON(url, { method: "POST", body, headers: { "Content-Type": "application/json" } });
+    result.textContent = `Released to ${done.to}`;
+  } catch (error) {
+    result.textContent = `Not released: ${error.message}`;
+  }
+}
+
 function listen() {
   const events = new EventSource(`${API}/events`);
   events.addEventListener("ready", () => { $("#live").textContent = "live"; $("#live").classList.add("on"); });
@@ -182,12 +203,14 @@ function start() {
   $("#newer").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); loadList(); });
   $("#older").addEventListener("click", () => { state.offset += PAGE_SIZE; loadList(); });
   $("#delete").addEventListener("click", deleteSelected);
+  $("#release").addEventListener("submit", releaseSelected);
   $("#delete-all").addEventListener("click", deleteAll);
   for (const button of document.querySelectorAll("#tabs button")) {
     button.addEventListener("click", () => showTab(button.dataset.tab));
   }
   listen();
   loadList();
+  loadTargets();
 }
 
 document.addEventListener("DOMContentLoaded", start);
