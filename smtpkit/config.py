@@ -52,7 +52,9 @@ ENV_PREFIX = "SMTPKIT_"
 ENV_CONFIG_FILE = "SMTPKIT_CONFIG"
 """The environment variable naming the TOML file :meth:`ServerConfig.load` reads by default."""
 
-ENV_RESERVED = frozenset({ENV_CONFIG_FILE, "SMTPKIT_APP"})
+ENV_RESERVED = frozenset(
+    {ENV_CONFIG_FILE, "SMTPKIT_APP", "SMTPKIT_HTTP_AUTH", "SMTPKIT_HTTP_RELEASE_TO"}
+)
 """``SMTPKIT_`` variables that are not settings and are never reported as unknown."""
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")

@@ -18,6 +18,7 @@ from .._cli.options import UsageError
 __all__ = [
     "AUTH_ENV",
     "DEFAULT_ADDRESS",
+    "RELEASE_ENV",
     "HttpOptions",
     "add_http_flags",
     "http_arguments",
@@ -30,6 +31,8 @@ __all__ = [
 DEFAULT_ADDRESS = "127.0.0.1:8026"
 #: The environment variable read for ``--http-auth`` (keeps the password off the command line).
 AUTH_ENV = "SMTPKIT_HTTP_AUTH"
+#: The environment variable read for ``--http-release-to``: ``HOST:PORT`` values, comma-separated.
+RELEASE_ENV = "SMTPKIT_HTTP_RELEASE_TO"
 _EXTRA_MODULES = ("starlette", "uvicorn")
 
 
@@ -123,7 +126,8 @@ def add_http_flags(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         action="append",
         default=None,
-        help="an SMTP server captured mail may be released to (repeat for several)",
+        help=f"an SMTP server captured mail may be released to (repeat for several) "
+        f"[{RELEASE_ENV}, comma-separated]",
     )
 
 
@@ -150,11 +154,17 @@ def http_options_from(
             f"--http {namespace.http}: listening beyond loopback needs credentials "
             f"(--http-auth USER:PASSWORD or {AUTH_ENV}) or --http-insecure"
         )
-    targets = tuple(
-        parse_address(text, "--http-release-to") for text in namespace.http_release_to or ()
-    )
+    targets = _release_targets(namespace.http_release_to, env.get(RELEASE_ENV, ""))
     require_extra()
     return HttpOptions(host=host, port=port, auth=auth, release_to=targets)
+
+
+def _release_targets(flags: list[str] | None, env_value: str) -> tuple[tuple[str, int], ...]:
+    """The flags' targets, else the environment variable's."""
+    if flags:
+        return tuple(parse_address(text, "--http-release-to") for text in flags)
+    texts = [text.strip() for text in env_value.split(",") if text.strip()]
+    return tuple(parse_address(text, RELEASE_ENV) for text in texts)
 
 
 def http_arguments(namespace: argparse.Namespace) -> list[str]:

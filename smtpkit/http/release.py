@@ -16,6 +16,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .._cli.banner import format_address
 from .._cli.options import UsageError
 from .message import Captured, without_envelope
 from .options import HttpOptions, parse_address
@@ -47,7 +48,7 @@ async def _target_of(request: Request) -> tuple[str, int] | Response:
         return _reply(400, str(exc))
     options: HttpOptions = request.app.state.options
     if target not in options.release_to:
-        allowed = ", ".join(f"{h}:{p}" for h, p in options.release_to) or "none"
+        allowed = ", ".join(map(format_address, options.release_to)) or "none"
         return _reply(
             403,
             f"to: {text!r} is not an allowed release target (allowed: {allowed}; "
@@ -59,7 +60,7 @@ async def _target_of(request: Request) -> tuple[str, int] | Response:
 def release_targets(request: Request) -> Response:
     """``GET /api/v1/release-targets``: the allowed ``HOST:PORT`` targets, for the page."""
     options: HttpOptions = request.app.state.options
-    return JSONResponse({"targets": [f"{host}:{port}" for host, port in options.release_to]})
+    return JSONResponse({"targets": [format_address(target) for target in options.release_to]})
 
 
 async def release(request: Request) -> Response:
@@ -79,8 +80,8 @@ async def release(request: Request) -> Response:
     try:
         await anyio.to_thread.run_sync(_send, target, mail_from, rcpt_tos, found.raw)
     except (OSError, smtplib.SMTPException) as exc:
-        return _reply(502, f"{target[0]}:{target[1]} did not take the message: {exc}")
-    return JSONResponse({"released": id, "to": f"{target[0]}:{target[1]}", "rcpt_tos": rcpt_tos})
+        return _reply(502, f"{format_address(target)} did not take the message: {exc}")
+    return JSONResponse({"released": id, "to": format_address(target), "rcpt_tos": rcpt_tos})
 
 
 def _send(target: tuple[str, int], mail_from: str, rcpt_tos: list[str], raw: bytes) -> None:

@@ -50,7 +50,9 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SMTPKIT_")}
 
 
-def start(tmp: Path, *flags: str, http: str | None = f"{HOST}:0") -> Capture:
+def start(
+    tmp: Path, *flags: str, http: str | None = f"{HOST}:0", env: dict[str, str] | None = None
+) -> Capture:
     """Start the embedded default (with ``--http`` unless None) and wait until it listens."""
     maildir = tmp / "mail"
     command = [sys.executable, "-m", "smtpkit", "run", "--port=0", f"--maildir={maildir}"]
@@ -58,7 +60,7 @@ def start(tmp: Path, *flags: str, http: str | None = f"{HOST}:0") -> Capture:
     process = subprocess.Popen(
         command,
         cwd=tmp,
-        env=_clean_env(),
+        env={**_clean_env(), **(env or {})},
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -96,9 +98,11 @@ def stop(capture: Capture) -> int:
 
 
 @contextmanager
-def running(tmp: Path, *flags: str, http: str | None = f"{HOST}:0") -> Iterator[Capture]:
+def running(
+    tmp: Path, *flags: str, http: str | None = f"{HOST}:0", env: dict[str, str] | None = None
+) -> Iterator[Capture]:
     """:func:`start` and :func:`stop` around a block."""
-    capture = start(tmp, *flags, http=http)
+    capture = start(tmp, *flags, http=http, env=env)
     try:
         yield capture
     finally:

@@ -158,3 +158,11 @@ def test_stops_cleanly_with_an_event_stream_open(tmp_path: Path) -> None:
         stop(capture)
     # The last lines may still be on their way from the pipe.
     wait_until(lambda: capture.output().rstrip().endswith("INFO smtpkit.cli: stopped"), "stopped")
+
+
+def test_credentials_and_release_targets_from_the_environment(tmp_path: Path) -> None:
+    env = {"SMTPKIT_HTTP_AUTH": "bob:pa55", "SMTPKIT_HTTP_RELEASE_TO": "127.0.0.1:2525, [::1]:25"}
+    with running(tmp_path, env=env) as capture:
+        assert httpx.get(capture.url).status_code == 401
+        reply = httpx.get(capture.url + "api/v1/release-targets", auth=("bob", "pa55"))
+        assert reply.json() == {"targets": ["127.0.0.1:2525", "[::1]:25"]}
