@@ -142,6 +142,15 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def wait_until_free(where: str, port: int) -> None:
+    """Wait (bounded) until nothing listens on ``port``; another program may hold it briefly."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while port_open(port):
+        if time.monotonic() > deadline:
+            raise PageError(f"{where}: port {port} is taken by another program")
+        time.sleep(0.2)
+
+
 def stop_group(process: subprocess.Popen[bytes]) -> None:
     """Stop a command: SIGINT, then SIGTERM, then SIGKILL, each bounded.
 
@@ -301,8 +310,7 @@ class PageRun:
         port = command_port(command.text)
         for likely in likely_ports(command.text, self.files):
             self.stop_serving_on(likely)
-        if port is not None and port_open(port):
-            raise PageError(f"{where}: port {port} is already taken before {command.text!r}")
+            wait_until_free(where, likely)
         log = self._log_file()
         process = self._spawn(command.text[:-2], log.open("wb"))
         job = Background(command, where, process, log)
