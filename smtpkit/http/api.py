@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .message import Captured, attachment_bytes
+from .message import Captured, attachment_bytes, attachments
 from .release import release, release_targets
 from .sse import events
 from .store import MaildirStore
@@ -95,12 +95,12 @@ def delete_message(request: Request) -> Response:
 def raw(request: Request) -> Response:
     """``GET /api/v1/messages/{id}/raw``: the stored bytes, as ``message/rfc822``."""
     headers = {"Content-Security-Policy": _DOWNLOAD_CSP}
-    return Response(_message(request).raw, media_type="message/rfc822", headers=headers)
+    return Response(_message(request).raw(), media_type="message/rfc822", headers=headers)
 
 
 def html(request: Request) -> Response:
     """``GET /api/v1/messages/{id}/html``: the HTML body, under :data:`CONTENT_CSP`."""
-    body = _message(request).detail()["html"]
+    body = _message(request).html()
     if body is None:
         raise _NotFound(f"message {request.path_params['id']!r} has no HTML body")
     headers = {"Content-Security-Policy": CONTENT_CSP, "Referrer-Policy": "no-referrer"}
@@ -109,7 +109,7 @@ def html(request: Request) -> Response:
 
 def attachment(request: Request) -> Response:
     """``GET /api/v1/messages/{id}/attachments/{index}``: the decoded bytes, to download."""
-    parts = _message(request).attachments()
+    parts = attachments(_message(request).parsed())
     index = request.path_params["index"]
     if not 0 <= index < len(parts):
         raise _NotFound(f"message {request.path_params['id']!r} has no attachment {index}")
@@ -127,7 +127,12 @@ def not_found(request: Request, exc: Exception) -> Response:
     return error(404, str(exc))
 
 
-EXCEPTION_HANDLERS = {_NotFound: not_found}
+def deleted_meanwhile(request: Request, exc: Exception) -> Response:
+    """The reply when a message's file went away while it was being read."""
+    return error(404, f"message {request.path_params.get('id')!r} was deleted meanwhile")
+
+
+EXCEPTION_HANDLERS = {_NotFound: not_found, FileNotFoundError: deleted_meanwhile}
 
 
 def api_routes() -> list[BaseRoute]:

@@ -3,6 +3,10 @@
 Files in the Maildir start with the ``X-Peer``, ``X-MailFrom`` and ``X-RcptTo``
 headers the Mailbox handler adds; they are read as the envelope, and left out of the
 bytes a release sends on.
+
+A :class:`Captured` is cheap to keep: it holds the parsed headers and, once a search
+has asked for it, the text that searches look in. The whole message is parsed from
+the file only when one message is read (:meth:`Captured.parsed`).
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import datetime
 import email.parser
 import email.policy
+import functools
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ENVELOPE_HEADERS", "Captured", "parse", "without_envelope"]
+__all__ = ["ENVELOPE_HEADERS", "Captured", "attachment_bytes", "attachments", "without_envelope"]
 
 #: The headers the Mailbox handler writes in front of each message.
 ENVELOPE_HEADERS = ("x-peer", "x-mailfrom", "x-rcptto")
@@ -23,76 +29,114 @@ _PARSER = email.parser.BytesParser(policy=email.policy.default)
 
 @dataclass(frozen=True)
 class Captured:
-    """One message of the Maildir, parsed.
+    """One message of the Maildir.
 
     Attributes:
         id: its file name in the Maildir.
-        raw: the bytes as stored.
+        path: the file.
+        size: the file's size in bytes.
         time: when it was stored (the file's modification time, UTC).
-        message: the parsed message (headers decoded).
     """
 
     id: str
-    raw: bytes
+    path: Path
+    size: int
     time: datetime.datetime
-    message: EmailMessage
+
+    @classmethod
+    def from_file(cls, id: str, path: Path, size: int, mtime: float) -> Captured:
+        """The message stored in ``path`` (modified at ``mtime``, in seconds)."""
+        time = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc)
+        return cls(id=id, path=path, size=size, time=time)
+
+    @functools.cached_property
+    def headers(self) -> EmailMessage:
+        """The header block, parsed (the body is not kept)."""
+        with self.path.open("rb") as file:
+            message = _PARSER.parse(file, headersonly=True)
+        assert isinstance(message, EmailMessage)
+        return message
+
+    @functools.cached_property
+    def search_text(self) -> str:
+        """From, To, Subject and the text and HTML bodies, case-folded, for searches."""
+        message = self.parsed()
+        fields = [self.header(name) for name in ("From", "To", "Subject")]
+        bodies = [_body(message, "plain") or "", _body(message, "html") or ""]
+        return "\n".join(fields + bodies).casefold()
+
+    def raw(self) -> bytes:
+        """The bytes as stored."""
+        return self.path.read_bytes()
+
+    def parsed(self) -> EmailMessage:
+        """The whole message, parsed from the file now."""
+        message = _PARSER.parsebytes(self.raw())
+        assert isinstance(message, EmailMessage)
+        return message
+
+    def header(self, name: str) -> str:
+        """A header's decoded value, or ``""``."""
+        value = self.headers.get(name)
+        return "" if value is None else str(value)
+
+    def rcpt_tos(self) -> list[str]:
+        """The envelope recipients (``X-RcptTo``)."""
+        return [a.strip() for a in self.header("X-RcptTo").split(",") if a.strip()]
 
     def summary(self) -> dict[str, Any]:
         """The fields of the message list."""
         return {
             "id": self.id,
-            "from": _header(self.message, "From"),
-            "to": _header(self.message, "To"),
-            "subject": _header(self.message, "Subject"),
-            "size": len(self.raw),
+            "from": self.header("From"),
+            "to": self.header("To"),
+            "subject": self.header("Subject"),
+            "size": self.size,
             "time": self.time.isoformat(timespec="seconds"),
-            "mail_from": _header(self.message, "X-MailFrom"),
+            "mail_from": self.header("X-MailFrom"),
             "rcpt_tos": self.rcpt_tos(),
         }
 
-    def rcpt_tos(self) -> list[str]:
-        """The envelope recipients (``X-RcptTo``)."""
-        return [a.strip() for a in _header(self.message, "X-RcptTo").split(",") if a.strip()]
-
     def detail(self) -> dict[str, Any]:
         """The summary with the headers, the text and HTML bodies and the attachments."""
+        message = self.parsed()
         return {
             **self.summary(),
-            "headers": [[name, str(value)] for name, value in self.message.items()],
-            "text": _body(self.message, "plain"),
-            "html": _body(self.message, "html"),
+            "headers": [[name, str(value)] for name, value in message.items()],
+            "text": _body(message, "plain"),
+            "html": _body(message, "html"),
             "attachments": [
                 {"index": index, **_attachment_info(part)}
-                for index, part in enumerate(self.attachments())
+                for index, part in enumerate(attachments(message))
             ],
         }
 
-    def attachments(self) -> list[EmailMessage]:
-        """The parts that are attachments, in order (their index is their place here)."""
-        body_parts = {id(self.message.get_body(("plain",))), id(self.message.get_body(("html",)))}
-        return [
-            part
-            for part in self.message.walk()
-            if isinstance(part, EmailMessage)
-            and not part.is_multipart()
-            and id(part) not in body_parts
-            and (part.get_content_disposition() == "attachment" or part.get_filename())
-        ]
+    def html(self) -> str | None:
+        """The HTML body, or None."""
+        return _body(self.parsed(), "html")
 
     def matches(self, query: str) -> bool:
         """Whether ``query`` (any case) is in its From, To, Subject or text/HTML body."""
-        needle = query.casefold()
-        fields = (_header(self.message, name) for name in ("From", "To", "Subject"))
-        bodies = (_body(self.message, "plain"), _body(self.message, "html"))
-        return any(needle in text.casefold() for text in (*fields, *bodies) if text)
+        return query.casefold() in self.search_text
 
 
-def parse(id: str, raw: bytes, mtime: float) -> Captured:
-    """Parse the stored bytes of message ``id``."""
-    message = _PARSER.parsebytes(raw)
-    assert isinstance(message, EmailMessage)
-    time = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc)
-    return Captured(id=id, raw=raw, time=time, message=message)
+def attachments(message: EmailMessage) -> list[EmailMessage]:
+    """The parts that are attachments, in order (their index is their place here)."""
+    body_parts = {id(message.get_body(("plain",))), id(message.get_body(("html",)))}
+    return [
+        part
+        for part in message.walk()
+        if isinstance(part, EmailMessage)
+        and not part.is_multipart()
+        and id(part) not in body_parts
+        and (part.get_content_disposition() == "attachment" or part.get_filename())
+    ]
+
+
+def attachment_bytes(part: EmailMessage) -> bytes:
+    """The decoded bytes of an attachment part."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 def without_envelope(raw: bytes) -> bytes:
@@ -104,11 +148,6 @@ def without_envelope(raw: bytes) -> bytes:
             return b""
         rest = rest[line_end + 1 :]
     return rest
-
-
-def _header(message: EmailMessage, name: str) -> str:
-    value = message.get(name)
-    return "" if value is None else str(value)
 
 
 def _body(message: EmailMessage, subtype: str) -> str | None:
@@ -124,15 +163,8 @@ def _body(message: EmailMessage, subtype: str) -> str | None:
 
 
 def _attachment_info(part: EmailMessage) -> dict[str, Any]:
-    payload = part.get_payload(decode=True)
     return {
         "filename": part.get_filename() or "",
         "content_type": part.get_content_type(),
-        "size": len(payload) if isinstance(payload, bytes) else 0,
+        "size": len(attachment_bytes(part)),
     }
-
-
-def attachment_bytes(part: EmailMessage) -> bytes:
-    """The decoded bytes of an attachment part."""
-    payload = part.get_payload(decode=True)
-    return payload if isinstance(payload, bytes) else b""

@@ -12,7 +12,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .._cli.banner import is_loopback
 from .._cli.options import UsageError
 
 __all__ = [
@@ -141,6 +140,8 @@ def http_options_from(
             extra missing, or an address beyond loopback without credentials nor
             ``--http-insecure``.
     """
+    from .._cli.banner import is_loopback  # imports the SMTP class: only when serving
+
     env = os.environ if env is None else env
     if namespace.http is None:
         if namespace.http_auth or namespace.http_insecure or namespace.http_release_to:

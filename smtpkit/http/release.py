@@ -73,12 +73,13 @@ async def release(request: Request) -> Response:
     found: Captured | None = await anyio.to_thread.run_sync(store.get, id)
     if found is None:
         return _reply(404, f"no message with id {id!r}")
-    mail_from = str(found.message.get("X-MailFrom") or "")
+    mail_from = found.header("X-MailFrom")
     rcpt_tos = found.rcpt_tos()
     if not rcpt_tos:
         return _reply(422, f"message {id!r} has no envelope recipients (X-RcptTo) to send to")
     try:
-        await anyio.to_thread.run_sync(_send, target, mail_from, rcpt_tos, found.raw)
+        raw = await anyio.to_thread.run_sync(found.raw)
+        await anyio.to_thread.run_sync(_send, target, mail_from, rcpt_tos, raw)
     except (OSError, smtplib.SMTPException) as exc:
         return _reply(502, f"{format_address(target)} did not take the message: {exc}")
     return JSONResponse({"released": id, "to": format_address(target), "rcpt_tos": rcpt_tos})

@@ -3,8 +3,9 @@
 A message's id is its file name in ``new/`` or ``cur/``. Ids are checked against a
 strict pattern before any path is built from them, so ``../`` or an absolute path can
 never reach the file system; an id that does not name a file is simply not found.
-Messages are parsed once and kept while their file is unchanged (modification time and
-size). Every method does disk I/O: call them from a worker thread.
+Messages are read once and kept while their file is unchanged (modification time and
+size): their headers, and the text searches look in. Every method does disk I/O: call
+them from a worker thread.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .message import Captured, parse
+from .message import Captured
 
 __all__ = ["MaildirStore", "Page", "valid_id"]
 
@@ -35,6 +36,13 @@ class Page:
 
     total: int
     messages: list[Captured]
+
+
+def _matches(message: Captured, query: str) -> bool:
+    try:
+        return message.matches(query)
+    except FileNotFoundError:  # deleted since it was listed
+        return False
 
 
 class MaildirStore:
@@ -63,7 +71,7 @@ class MaildirStore:
 
     def page(self, query: str = "", limit: int = 50, offset: int = 0) -> Page:
         """Messages newest first, those matching ``query`` when it is not empty."""
-        found = [m for m in self._all() if not query or m.matches(query)]
+        found = [m for m in self._all() if not query or _matches(m, query)]
         found.sort(key=lambda m: (m.time, m.id), reverse=True)
         return Page(total=len(found), messages=found[offset : offset + limit])
 
@@ -129,7 +137,8 @@ class MaildirStore:
         cached = self._cache.get(id)
         if cached is not None and cached[0] == key:
             return cached[1]
-        captured = parse(id, path.read_bytes(), stat.st_mtime)
+        captured = Captured.from_file(id, path, stat.st_size, stat.st_mtime)
+        captured.headers  # noqa: B018 - parsed here, in the worker thread, and kept
         with self._lock:
             self._cache[id] = (key, captured)
         return captured
