@@ -22,6 +22,14 @@ PURE_MODULES = [
     "smtpkit._data",
     "smtpkit._syntax",
     "smtpkit.proxy_protocol",
+    "smtpkit.proxy_protocol._types",
+    "smtpkit.proxy_protocol._tlv",
+    "smtpkit.proxy_protocol._data",
+    "smtpkit.proxy_protocol._v1",
+    "smtpkit.proxy_protocol._v2",
+    "smtpkit.proxy_protocol._header",
+    "smtpkit.proxy_protocol._trust",
+    "smtpkit.proxy_protocol._compat",
     "smtpkit.auth.sasl",
 ]
 
