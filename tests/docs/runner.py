@@ -259,6 +259,8 @@ class PageRun:
         line = _read_line(session.stdout, STEP_TIMEOUT)
         if line is None:
             where = f"{self.page}:{request['line'] - 1}"
+            _signal_group(session.pid, signal.SIGKILL)  # hung: nothing to save
+            session.wait(STOP_GRACE[1])
             raise PageError(
                 f"{where}: the block did not finish within {STEP_TIMEOUT:.0f} s"
                 + self._session_log()

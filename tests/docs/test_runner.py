@@ -167,3 +167,14 @@ def test_a_command_shown_as_text_is_refused(tmp_path: Path) -> None:
     page = f"{FENCE}text\n$ ls\ngreet.py\n{FENCE}\n"
     with pytest.raises(PageError, match="cannot run a 'text' block"):
         run_page(tmp_path, page)
+
+
+def test_a_command_that_hangs_fails_within_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from . import runner
+
+    monkeypatch.setattr(runner, "STEP_TIMEOUT", 2.0)
+    page = f"{FENCE}console\n$ sleep 30\n{FENCE}\n"
+    with pytest.raises(PageError, match="'sleep 30' did not finish within 2 s"):
+        run_page(tmp_path, page)
