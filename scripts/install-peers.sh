@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the real SMTP peers the interoperability tests talk to: swaks, openssl,
-# haproxy, and Postfix (for smtp-source/smtp-sink). Uses Debian's packages; does
+# haproxy, and Postfix (for smtp-source/smtp-sink), and the browser the capture UI
+# tests drive (Chromium and chromedriver). Uses Debian's packages; does
 # nothing for a tool that is already there. Without root or apt-get it only reports.
 set -euo pipefail
 
@@ -12,6 +13,9 @@ perl -MIO::Socket::SSL -e1 >/dev/null 2>&1 || need+=(libio-socket-ssl-perl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
 [ -x /usr/sbin/smtp-source ] || need+=(postfix)
+# The capture UI's browser tests (tests/browser/): headless Chromium and its WebDriver.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
