@@ -87,7 +87,6 @@ def page_env() -> dict[str, str]:
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
     env["COLUMNS"] = "100"
-    env.pop("PYTHONPATH", None)
     return env
 
 
