@@ -1,5 +1,7 @@
 """Run the code blocks of a docs page, in order, as a reader would type them.
 
+Each page runs in a fresh empty folder, its blocks in order; pages run one
+after another, and whatever a page started is stopped before the next one.
 The conventions a page follows (all visible in the Markdown source):
 
 ``python title="app.py"``
@@ -21,7 +23,8 @@ The conventions a page follows (all visible in the Markdown source):
     in ``\\`` continues on the next). The lines after a command, up to the next
     ``$ ``, are what it prints (stdout and stderr together): a line that is
     only ``...`` stands for any number of lines, ``...`` inside a line for any
-    text. A command with no output shown must exit with status 0. A command
+    text. A command with no output shown must exit with status 0; one with
+    output shown is judged by its output (so a failure can be shown). A command
     ending in `` &`` runs in the background until the page is done: the page
     goes on once the port named in the command (``--port N``,
     ``SMTPKIT_LISTEN__PORT=N``, ``HOST:PORT``) accepts connections, or, when
@@ -40,8 +43,9 @@ The conventions a page follows (all visible in the Markdown source):
     are shown for reading and are not run, unless they start with ``$ ``: a
     command shown as text is refused (make it a ``console`` block).
 
-Every wait is bounded: a block or a command that hangs fails the page, naming
-its line, instead of hanging the test run.
+Every wait is bounded (60 s for a block or a command, 20 s for a server to
+listen): one that hangs fails the page, naming its line, instead of hanging
+the test run.
 """
 
 from __future__ import annotations
