@@ -50,6 +50,7 @@ the test run.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -139,14 +140,10 @@ def _attach_outputs(blocks: list[Block]) -> list[Block]:
                 raise PageError(
                     f"{block.where}: an Output block must follow an untitled python block"
                 )
-            result[-1] = Block(**{**_fields(previous), "output": block})
+            result[-1] = dataclasses.replace(previous, output=block)
             continue
         result.append(block)
     return result
-
-
-def _fields(block: Block) -> dict[str, object]:
-    return {name: getattr(block, name) for name in Block.__dataclass_fields__}
 
 
 def classify(block: Block) -> str:
