@@ -20,17 +20,23 @@ conversation runs in microseconds and a 300-second timeout in no time at all:
 Writing a dialog test
 ---------------------
 
-A dialog is a list of steps; each step says what happens and which reply
-lines the server writes in answer (all of them, in order, without CRLF)::
+Dialog tests live in ``tests/dialog/`` and import this module as
+``dialog.harness`` (``dialog.scripts`` holds the usual openings: ``HELO``,
+``IN_DATA``, the greeting pattern). A dialog is a list of steps; each step
+says what happens and which reply lines the server writes in answer (all of
+them, in order, without CRLF)::
 
-    from dialog.harness import ABORTED, CLOSED, Advance, Eof, run_dialog, prefix
+    from dialog.harness import CLOSED, Advance, prefix, run_dialog
+
+    from smtpkit.handlers import Sink
+    from smtpkit.smtp import SMTP
 
     run_dialog(
         lambda: SMTP(Sink(), hostname="mx.test"),
         [
-            (b"", [prefix("220 mx.test ")]),        # the greeting, on connect
+            (b"", [prefix("220 mx.test ")]),  # the greeting, on connect
             (b"HELO client.test\\r\\n", ["250 mx.test"]),
-            (b"NOOP", []),                           # no line end: no reply yet
+            (b"NOOP", []),  # no line end: no reply yet
             (b"\\r\\n", ["250 OK"]),
             Advance(301, ["421 4.4.2 mx.test Error: timeout exceeded"]),
             CLOSED,
@@ -69,8 +75,12 @@ An expected reply line is a ``str`` (the exact line) or a compiled pattern
 handler's envelopes or the protocol afterwards; a test that needs steps of
 its own uses :class:`Dialog` directly (``with Dialog(factory) as talk:
 talk.send(b"...")`` returns the reply lines). At the end the harness fails
-the test if the loop reported an unhandled error (an exception in a callback
-or a task nobody awaited) or the server wrote after closing.
+the test if the loop reported an unhandled error (an exception in a callback,
+a task that failed with nobody to see it) or the server wrote after closing.
+
+The harness drives only the protocol's public asyncio surface, never its
+private state, so it holds while the protocol's insides change; tests may of
+course look at documented attributes (``protocol.session``, the handler).
 
 Only the asyncio loop can run a virtual clock; the same behaviours on uvloop,
 over real sockets and with real clients, are the business of the other test

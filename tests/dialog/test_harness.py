@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import textwrap
 import time
 from collections.abc import Iterator
 
@@ -257,3 +258,26 @@ def test_leaving_drops_an_open_connection() -> None:
         protocol = talk.protocol
     assert talk.state() is ABORTED
     assert protocol.transport is None  # connection_lost reached the server
+
+
+def test_a_task_that_fails_unseen_fails_the_dialog() -> None:
+    class Careless(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            async def boom() -> None:
+                raise ValueError("failed unseen")
+
+            self.task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(boom())
+
+        def data_received(self, data: bytes) -> None:
+            self.task = None  # the last reference: the failure is reported now
+
+    with pytest.raises(AssertionError, match=r"never retrieved.*failed unseen"):
+        run_dialog(Careless, [(b"x", [])])
+
+
+def test_the_documented_example_runs() -> None:
+    from dialog import harness
+
+    assert harness.__doc__ is not None
+    example = harness.__doc__.split("::\n", 1)[1].split("\nThe steps:", 1)[0]
+    exec(textwrap.dedent(example), {})
