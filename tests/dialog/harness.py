@@ -117,10 +117,13 @@ __all__ = [
 #: One expected reply line: the exact text, or a pattern the whole line matches.
 Expected = str | re.Pattern[str]
 
+#: The addresses a fake transport reports (RFC 5737 documentation addresses).
 PEER = ("192.0.2.10", 50025)
+SOCKNAME = ("192.0.2.1", 25)
 #: asyncio's default high-water mark of a transport's write buffer.
 DEFAULT_HIGH_WATER = 64 * 1024
-SOCKNAME = ("192.0.2.1", 25)
+#: Turns of the loop after which "never idle" is taken for a runaway.
+MAX_TURNS = 100_000
 
 
 def prefix(text: str) -> re.Pattern[str]:
@@ -147,7 +150,9 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
     The loop never waits in ``select`` for a timer: while it runs, the helper
     coroutine driving it always has a step ready. Idleness is read from the
     base loop's ready queue and timer heap (``_ready``, ``_scheduled``),
-    which every asyncio since 3.4 keeps under these names.
+    which every asyncio since 3.4 keeps under these names. Work handed to a
+    thread (``run_in_executor``, ``anyio.to_thread``) is not waited for:
+    dialogs are for code that runs on the loop.
     """
 
     def __init__(self) -> None:
@@ -179,8 +184,14 @@ class VirtualClockLoop(asyncio.SelectorEventLoop):
         # Each sleep(0) lets everything scheduled before it run once; the
         # loop is idle when, back here, nothing else is ready or due.
         await asyncio.sleep(0)
-        while self._busy():
+        for _ in range(MAX_TURNS):
+            if not self._busy():
+                return
             await asyncio.sleep(0)
+        raise RuntimeError(
+            f"the loop was still busy after {MAX_TURNS} turns at t={self._virtual_now}: "
+            "a callback that reschedules itself without end?"
+        )
 
     def run_until_idle(self) -> None:
         """Run until no callback is ready and no timer is due (time stands still)."""
@@ -283,12 +294,12 @@ class FakeTransport(asyncio.Transport):
 
     def abort(self) -> None:
         """Drop the connection and whatever is unsent."""
-        already_lost = self.closing and not self.unsent
+        if self.closing and not self.unsent:
+            return  # closed with everything sent: connection_lost is on its way
         self.closing = True
         self.aborted = True
         self.unsent.clear()
-        if not already_lost:
-            self._loop.call_soon(self._lose)
+        self._loop.call_soon(self._lose)
 
     def is_closing(self) -> bool:
         return self.closing
@@ -385,12 +396,29 @@ class FakeTransport(asyncio.Transport):
 # Steps of a dialog
 
 
+# Each step knows what to do to a dialog (``act``) and which replies follow.
+
+
+@dataclass(frozen=True)
+class _Send:
+    """A ``(data, replies)`` step: the client sends ``data`` (nothing when empty)."""
+
+    data: bytes
+    replies: Sequence[Expected]
+
+    def act(self, talk: Dialog) -> list[str]:
+        return talk.send(self.data) if self.data else talk.replies()
+
+
 @dataclass(frozen=True)
 class Advance:
     """Let ``seconds`` of virtual time pass; the server writes ``replies``."""
 
     seconds: float
     replies: Sequence[Expected] = ()
+
+    def act(self, talk: Dialog) -> list[str]:
+        return talk.advance(self.seconds)
 
 
 @dataclass(frozen=True)
@@ -399,12 +427,18 @@ class Eof:
 
     replies: Sequence[Expected] = ()
 
+    def act(self, talk: Dialog) -> list[str]:
+        return talk.eof()
+
 
 @dataclass(frozen=True)
 class PauseWriting:
     """The client stops reading; ``replies`` is what it still received before."""
 
     replies: Sequence[Expected] = ()
+
+    def act(self, talk: Dialog) -> list[str]:
+        return talk.pause_writing()
 
 
 @dataclass(frozen=True)
@@ -413,12 +447,18 @@ class StopReading:
 
     replies: Sequence[Expected] = ()
 
+    def act(self, talk: Dialog) -> list[str]:
+        return talk.pause_writing(full=False)
+
 
 @dataclass(frozen=True)
 class ResumeWriting:
     """The client reads again and gets ``replies`` (what waited, and what follows)."""
 
     replies: Sequence[Expected] = ()
+
+    def act(self, talk: Dialog) -> list[str]:
+        return talk.resume_writing()
 
 
 @dataclass(frozen=True)
@@ -591,25 +631,11 @@ class Dialog:
             if got is not step:
                 raise AssertionError(f"step {number}: connection is {got.name}, not {step.name}")
             return
-        if isinstance(step, tuple):
-            data, expected = step
-            if not isinstance(data, bytes):
-                raise TypeError(f"step {number}: a step sends bytes, not {type(data).__name__}")
-            got_lines, what = (self.send(data) if data else self.replies()), repr(data)
-        elif isinstance(step, Advance):
-            got_lines, what, expected = self.advance(step.seconds), repr(step), step.replies
-        elif isinstance(step, Eof):
-            got_lines, what, expected = self.eof(), "EOF", step.replies
-        elif isinstance(step, PauseWriting):
-            got_lines, what, expected = self.pause_writing(), "pause_writing", step.replies
-        elif isinstance(step, StopReading):
-            got_lines, expected = self.pause_writing(full=False), step.replies
-            what = "the client stopping reading"
-        elif isinstance(step, ResumeWriting):
-            got_lines, what, expected = self.resume_writing(), "resume_writing", step.replies
-        else:
-            raise TypeError(f"step {number}: unknown kind of step {step!r}")
-        check_replies(got_lines, expected, f"step {number} ({what[:80]})")
+        action = _as_send(number, step) if isinstance(step, tuple) else step
+        if not isinstance(action, _ACTIONS):
+            raise TypeError(f"step {number}: unknown kind of step {action!r}")
+        shown = repr(action.data) if isinstance(action, _Send) else repr(action)
+        check_replies(action.act(self), action.replies, f"step {number} ({shown[:80]})")
 
     # The end -----------------------------------------------------------
 
@@ -649,6 +675,18 @@ class Dialog:
             raise AssertionError(
                 f"the server wrote after closing: {bytes(self.transport.late_writes)[:200]!r}"
             )
+
+
+_ACTIONS = (_Send, Advance, Eof, PauseWriting, StopReading, ResumeWriting)
+
+
+def _as_send(number: int, step: tuple[Any, ...]) -> _Send:
+    """The step ``(data, replies)``, checked."""
+    if len(step) != 2 or not isinstance(step[0], bytes):
+        raise TypeError(f"step {number}: expected (bytes, [replies]), not {step!r:.80}")
+    if isinstance(step[1], (str, bytes)):
+        raise TypeError(f"step {number}: replies must be a list of lines, not {step[1]!r:.80}")
+    return _Send(step[0], step[1])
 
 
 def run_dialog(

@@ -7,9 +7,11 @@ import re
 import textwrap
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from dialog import harness
 from dialog.harness import (
     ABORTED,
     CLOSED,
@@ -86,6 +88,19 @@ def test_a_long_sleep_costs_no_real_time(loop: VirtualClockLoop) -> None:
 def test_advance_refuses_to_go_back(loop: VirtualClockLoop) -> None:
     with pytest.raises(ValueError, match="seconds >= 0"):
         loop.advance(-1)
+
+
+def test_a_loop_that_never_goes_idle_is_reported(
+    loop: VirtualClockLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(harness, "MAX_TURNS", 1000)
+
+    def again() -> None:
+        loop.call_soon(again)
+
+    loop.call_soon(again)
+    with pytest.raises(RuntimeError, match="still busy"):
+        loop.run_until_idle()
 
 
 class Echo(asyncio.Protocol):
@@ -217,6 +232,20 @@ def test_a_wrong_reply_fails_the_dialog_naming_the_step() -> None:
         run_dialog(server(), [(b"", [GREETING]), (b"NOOP\r\n", ["251 OK"])])
 
 
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ((b"NOOP\r\n", "250 OK"), "replies must be a list"),
+        (("NOOP\r\n", ["250 OK"]), r"expected \(bytes, \[replies\]\)"),
+        ((b"NOOP\r\n",), r"expected \(bytes, \[replies\]\)"),
+        (301, "unknown kind of step 301"),
+    ],
+)
+def test_a_malformed_step_is_refused_naming_it(step: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=rf"step 2: {message}"):
+        run_dialog(server(), [(b"", [GREETING]), step])
+
+
 def test_a_wrong_state_fails_the_dialog() -> None:
     with pytest.raises(AssertionError, match="step 3: connection is open, not closed"):
         run_dialog(server(), [*HELO, CLOSED])
@@ -276,8 +305,6 @@ def test_a_task_that_fails_unseen_fails_the_dialog() -> None:
 
 
 def test_the_documented_example_runs() -> None:
-    from dialog import harness
-
     assert harness.__doc__ is not None
     example = harness.__doc__.split("::\n", 1)[1].split("\nThe steps:", 1)[0]
     exec(textwrap.dedent(example), {})
