@@ -408,3 +408,28 @@ def raw() -> Iterator[Callable[..., RawClient]]:
     yield connect
     for client in clients:
         client.close()
+
+
+#: Long-running tests whose outcome does not depend on the Python version (executed
+#: docs, load and timing runs, examples, worker and reload processes, mypy): marked
+#: ``slow``, so scripts/test.sh runs them on the main Python only.
+SLOW = (
+    "docs/",
+    "reliability/",
+    "browser/",
+    "test_examples.py",
+    "cli/test_workers.py",
+    "cli/test_reload.py",
+    "cli/test_deploy.py",
+    "routing/test_typing.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests under ``SLOW`` as ``slow``."""
+    tests = config.rootpath / "tests"
+    for item in items:
+        if item.path.is_relative_to(tests):
+            where = item.path.relative_to(tests).as_posix()
+            if where.startswith(SLOW):
+                item.add_marker(pytest.mark.slow)
