@@ -8,16 +8,18 @@ sends aiosmtpd's reply texts, so they are checked whole.
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 import pytest
 from conftest import Recorder
 
 from dialog.harness import CLOSED, OPEN, Dialog, Step, code, prefix, run_dialog
-from dialog.scripts import GREETING, HELO, HOSTNAME, server
+from dialog.scripts import GREETING, HELO, HOSTNAME, IN_DATA, server
 
 EHLO_SYNTAX = " [SP <mail-parameters>]"
 MAIL_SYNTAX = "501 Syntax: MAIL FROM: <address>"
 RCPT_SYNTAX = "501 Syntax: RCPT TO: <address>"
+MALFORMED = "553 5.1.3 Error: malformed address"
 
 
 def test_greeting_names_the_host() -> None:
@@ -169,7 +171,7 @@ REFUSALS_AFTER_HELO: list[tuple[bytes, str]] = [
     (b"MAIL\r\n", MAIL_SYNTAX),
     (b"MAIL TO:<anne@example.com>\r\n", MAIL_SYNTAX),
     (b"MAIL FROM:<anne@example.com> SIZE=10\r\n", MAIL_SYNTAX),
-    (b"MAIL FROM:<anne@@example.com>\r\n", "553 5.1.3 Error: malformed address"),
+    (b"MAIL FROM:<anne@@example.com>\r\n", MALFORMED),
     (b"MAIL FROM:<" + b"a" * 250 + b"@example.com>\r\n", "501 5.1.3 Path too long"),
     (b"RCPT TO:<bart@example.com>\r\n", "503 Error: need MAIL command"),
     (b"DATA\r\n", "503 Error: need RCPT command"),
@@ -180,6 +182,7 @@ REFUSALS_AFTER_HELO: list[tuple[bytes, str]] = [
     (b"EXPN staff\r\n", "502 EXPN not implemented"),
     (b"STARTTLS\r\n", "454 TLS not available"),
     (b"AUTH PLAIN\r\n", "500 Error: command 'AUTH' not recognized"),
+    (b"NOOP " + b"x" * 508 + b"\r\n", "500 Command line too long"),  # 513 octets
 ]
 
 
@@ -202,11 +205,14 @@ REFUSALS_AFTER_EHLO: list[tuple[bytes, str]] = [
         "501 Error: BODY can only be one of 7BIT, 8BITMIME",
     ),
     (b"MAIL FROM:<anne@example.com> SMTPUTF8\r\n", "501 Error: SMTPUTF8 disabled"),
+    (b"MAIL FROM:<anne@example.com> SMTPUTF8=yes\r\n", "501 Error: SMTPUTF8 takes no arguments"),
     (
         b"MAIL FROM:<anne@example.com> RET=HDRS\r\n",
         "555 MAIL FROM parameters not recognized or not implemented",
     ),
     (b"RCPT TO:<bart@example.com>\r\n", "503 Error: need MAIL command"),
+    (b"AUTH PLAIN\r\n", "538 5.7.11 Encryption required for requested authentication mechanism"),
+    (b"MAIL FROM:<anne@example.com>" + b" " * 524 + b"\r\n", "500 Command line too long"),
 ]
 
 
@@ -230,7 +236,7 @@ IN_MAIL: list[Step] = [*HELO, (b"MAIL FROM:<anne@example.com>\r\n", ["250 OK"])]
         ([(b"", [GREETING])], b"DATA\r\n", "503 Error: send HELO first"),
         (IN_MAIL, b"MAIL FROM:<cleo@example.com>\r\n", "503 Error: nested MAIL command"),
         (IN_MAIL, b"DATA\r\n", "503 Error: need RCPT command"),
-        (IN_MAIL, b"RCPT TO:<>\r\n", "553 5.1.3 Error: malformed address"),
+        (IN_MAIL, b"RCPT TO:<>\r\n", MALFORMED),
         (IN_MAIL, b"RCPT FROM:<bart@example.com>\r\n", RCPT_SYNTAX),
         (IN_MAIL, b"RCPT TO:<bart@example.com> NOTIFY=NEVER\r\n", RCPT_SYNTAX),
         (
@@ -252,6 +258,45 @@ IN_MAIL: list[Step] = [*HELO, (b"MAIL FROM:<anne@example.com>\r\n", ["250 OK"])]
 )
 def test_out_of_sequence(steps: list[Step], line: bytes, reply: str) -> None:
     run_dialog(server(), [*steps, (line, [reply]), OPEN])
+
+
+def test_the_longest_command_line() -> None:
+    # 512 octets without the CRLF; MAIL may grow by 26 for SIZE after EHLO (RFC 1870).
+    noop, mail = b"NOOP " + b"x" * 507, b"MAIL FROM:<anne@example.com>" + b" " * 510
+    assert (len(noop), len(mail)) == (512, 538)
+    run_dialog(server(), [*HELO, (noop + b"\r\n", ["250 OK"])])
+    run_dialog(server(), [*HELO, (mail + b"\r\n", ["500 Command line too long"])])
+    with Dialog(server()) as talk:
+        talk.replies()
+        talk.send(b"EHLO client.test\r\n")
+        assert talk.send(mail + b"\r\n") == ["250 OK"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "line", "reply"),
+    [
+        (
+            {"enable_SMTPUTF8": True},
+            b"NOOP caf\xff\r\n",
+            "500 5.5.2 Error: invalid UTF-8 in command",
+        ),
+        ({"enable_SMTPUTF8": True}, b"NOOP caf\xc3\xa9\r\n", "250 OK"),
+        ({"local_part_limit": 5}, b"MAIL FROM:<annette@example.com>\r\n", MALFORMED),
+        ({"local_part_limit": 5}, b"MAIL FROM:<anne@example.com>\r\n", "250 OK"),
+    ],
+    ids=repr,
+)
+def test_settings_that_change_a_reply(settings: dict[str, Any], line: bytes, reply: str) -> None:
+    run_dialog(server(**settings), [*HELO, (line, [reply])])
+
+
+def test_decoded_data_must_be_ascii_without_smtputf8() -> None:
+    recorder = Recorder()
+    run_dialog(
+        server(recorder, decode_data=True),
+        [*IN_DATA, (b"caf\xc3\xa9\r\n.\r\n", ["500 Error: strict ASCII mode"]), OPEN],
+    )
+    assert recorder.envelopes == []
 
 
 def test_rcpt_parameters_after_ehlo_are_refused() -> None:
