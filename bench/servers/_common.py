@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import signal
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 
 #: Large enough for the 100 MiB message of the big-message benchmark.
@@ -31,7 +33,8 @@ def parse_args(description: str, handlers: Sequence[str]) -> argparse.Namespace:
         handlers: The handler names this server supports.
 
     Returns:
-        The parsed options: port, loop, handler, data_size_limit, spool_dir.
+        The parsed options: port, loop, handler, data_size_limit, spool_dir, tls_cert,
+        tls_key.
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any)")
@@ -39,7 +42,35 @@ def parse_args(description: str, handlers: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--handler", choices=tuple(handlers), default=handlers[0])
     parser.add_argument("--data-size-limit", type=int, default=DEFAULT_DATA_SIZE_LIMIT)
     parser.add_argument("--spool-dir", default=None, help="directory for the spool handler")
+    parser.add_argument("--tls-cert", default=None, help="PEM certificate chain: offer STARTTLS")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
     return parser.parse_args()
+
+
+def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context for STARTTLS, or None when no certificate was given.
+
+    Raises:
+        SystemExit: If only one of --tls-cert and --tls-key is given.
+    """
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise SystemExit("--tls-cert and --tls-key: expected both or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    return context
+
+
+def maildir(spool_dir: str | None) -> str:
+    """The Maildir of the mailbox handlers: ``maildir`` inside ``spool_dir``.
+
+    Raises:
+        SystemExit: If no spool directory was given (a Maildir is never put anywhere else).
+    """
+    if spool_dir is None:
+        raise SystemExit("--handler mailbox: needs --spool-dir")
+    return os.path.join(spool_dir, "maildir")
 
 
 def raise_fd_limit() -> None:

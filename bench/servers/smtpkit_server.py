@@ -1,6 +1,9 @@
 """smtpkit's documented SMTP class as a benchmark server (runs from the project's .venv).
 
 Usage: .venv/bin/python bench/servers/smtpkit_server.py --port 0 --loop uvloop --handler spool
+
+The ``mailbox`` handler is smtpkit's durable ``Mailbox`` (fsync before the 250), storing
+into ``<spool dir>/maildir``.
 """
 
 from __future__ import annotations
@@ -8,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from smtpkit.handlers import Sink
+from smtpkit.handlers import Mailbox, Sink
 from smtpkit.smtp import SMTP
 
 import _common
 from _handlers import ContentHandler, SpoolHandler
 
-HANDLERS = ("sink", "content", "spool")
+HANDLERS = ("sink", "content", "spool", "mailbox")
 
 
 def make_handler(name: str, spool_dir: str | None) -> Any:
@@ -23,6 +26,8 @@ def make_handler(name: str, spool_dir: str | None) -> Any:
         return Sink()
     if name == "content":
         return ContentHandler()
+    if name == "mailbox":
+        return Mailbox(_common.maildir(spool_dir))
     return SpoolHandler(spool_dir)
 
 
@@ -31,9 +36,16 @@ def main() -> None:
     args = _common.parse_args("smtpkit benchmark server", HANDLERS)
     handler = make_handler(args.handler, args.spool_dir)
 
+    tls = _common.tls_context(args)
+
     async def start(loop: asyncio.AbstractEventLoop) -> asyncio.Server:
         return await loop.create_server(
-            lambda: SMTP(handler, data_size_limit=args.data_size_limit, hostname=_common.HOSTNAME),
+            lambda: SMTP(
+                handler,
+                data_size_limit=args.data_size_limit,
+                hostname=_common.HOSTNAME,
+                tls_context=tls,
+            ),
             "127.0.0.1",
             args.port,
         )
