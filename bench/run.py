@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -28,7 +29,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import bigmsg, docs, idle, machine, paths, procs, report, stall, throughput
+from harness import (
+    apppath,
+    bigmsg,
+    docs,
+    durable,
+    idle,
+    machine,
+    paths,
+    pipelined,
+    procs,
+    report,
+    stall,
+    throughput,
+    tls,
+)
 from harness.context import (
     FULL,
     LOOPS,
@@ -46,6 +61,10 @@ RUNNERS: dict[str, Callable[[Context], Any]] = {
     "bigmsg": bigmsg.run,
     "idle": idle.run,
     "stall": stall.run,
+    "pipelined": pipelined.run,
+    "app": apppath.run,
+    "durable": durable.run,
+    "tls": tls.run,
 }
 
 
@@ -156,6 +175,7 @@ def measure(args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
     servers = choose_servers(args.servers, notes)
     paths.RESULTS_DIR.mkdir(exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    load_before = os.getloadavg()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     server_cpu, client_cpu = pick_cpus(args.pin)
     spool_dir = tempfile.mkdtemp(prefix="smtpkit-bench-spool-")
@@ -196,6 +216,8 @@ def measure(args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
         "loops": list(args.loops),
         "notes": notes,
         "results": results,
+        "quick": args.quick,
+        "load_average": {"start": load_before, "end": os.getloadavg()},
     }
 
 
@@ -213,7 +235,7 @@ def main(argv: list[str]) -> int:
     text = report.render(run)
     print(text)
     if args.write_docs:
-        docs.replace_section(paths.DOCS_PAGE, text)
+        docs.publish(paths.DOCS_PAGE, text, quick=bool(run.get("quick")))
         print(f"run.py: updated {paths.DOCS_PAGE}", file=sys.stderr)
     return 0
 

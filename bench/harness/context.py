@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import IO
 
 MIB = 1024 * 1024
-SECTIONS = ("throughput", "bigmsg", "idle", "stall")
-SERVERS = ("smtpkit", "aiosmtpd", "smtp-sink")
+SECTIONS = ("throughput", "bigmsg", "idle", "stall", "pipelined", "app", "durable", "tls")
+SERVERS = ("smtpkit", "aiosmtpd", "smtp-sink", "ceiling")
 LOOPS = ("asyncio", "uvloop")
 
 
@@ -30,6 +30,16 @@ class Settings:
     stall_probes: int = 200
     #: The probe stops after this long even if not all its messages went through.
     stall_probe_seconds: float = 30.0
+    #: Pipelining client: messages per measurement, client processes, sessions per process.
+    pipelined_messages: int = 20_000
+    pipelined_processes: int = 2
+    pipelined_connections: int = 10
+    #: Durable delivery: smtp-source sessions and messages into a Maildir.
+    durable_sessions: int = 100
+    durable_messages: int = 5_000
+    #: TLS: STARTTLS sessions (connect, EHLO, STARTTLS, EHLO, QUIT) and messages over TLS.
+    tls_handshakes: int = 2_000
+    tls_messages: int = 10_000
 
 
 FULL = Settings(rounds=3, reuse_messages=20_000, disconnect_messages=5_000)
@@ -41,6 +51,10 @@ QUICK = Settings(
     idle_sessions=2_000,
     stall_probes=30,
     stall_probe_seconds=5.0,
+    pipelined_messages=10_000,
+    durable_messages=1_000,
+    tls_handshakes=500,
+    tls_messages=5_000,
 )
 
 
@@ -96,7 +110,9 @@ class Context:
         for loop in self.loops:
             for handler in handlers:
                 for server in self.servers:
-                    if server == "smtp-sink" or (server == "aiosmtpd" and handler == "spool"):
+                    if server in ("smtp-sink", "ceiling") or (
+                        server == "aiosmtpd" and handler == "spool"
+                    ):
                         continue
                     variants.append(Variant(server, loop, handler))
         return variants
@@ -107,6 +123,11 @@ class Context:
         if "smtp-sink" in self.servers:
             variants.append(Variant("smtp-sink", "-"))
         return variants
+
+    def throughput_variants(self) -> list[Variant]:
+        """:meth:`variants`, then the ceiling server on each loop when it is selected."""
+        ceiling = [Variant("ceiling", loop) for loop in self.loops if "ceiling" in self.servers]
+        return self.variants() + ceiling
 
 
 def pick_cpus(pin: bool) -> tuple[int | None, int | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from . import tables, targets
@@ -13,16 +14,37 @@ def _rounds(count: int) -> str:
     return "1 round" if count == 1 else f"{count} interleaved rounds"
 
 
-def _settings_line(settings: Settings) -> str:
+def _settings_line(settings: Settings, sections: Collection[str]) -> str:
+    s = settings
+    said = {
+        "throughput": f"Throughput: smtp-source, {s.sessions} sessions, "
+        f"{s.message_size:,}-byte messages, {s.reuse_messages:,} reusing "
+        f"connections and {s.disconnect_messages:,} one per connection.",
+        "bigmsg": f"Big message: {s.big_size / MIB:g} MiB.",
+        "idle": f"Idle: {s.idle_sessions:,} sessions.",
+        "stall": f"Stall: {s.stall_probes} probe messages during {s.stall_uploaders} "
+        f"uploads of {s.stall_upload_size / MIB:g} MiB.",
+        "pipelined": f"Pipelined: {s.pipelined_processes} client processes x "
+        f"{s.pipelined_connections} sessions, {s.pipelined_messages:,} messages.",
+        "app": f"App path: the throughput and pipelined loads, {s.reuse_messages:,} and "
+        f"{s.pipelined_messages:,} messages.",
+        "durable": f"Durable: smtp-source, {s.durable_sessions} sessions, "
+        f"{s.durable_messages:,} messages.",
+        "tls": f"TLS: {s.tls_handshakes:,} STARTTLS sessions, {s.tls_messages:,} messages "
+        "from the pipelined clients.",
+    }
+    return " ".join(
+        [f"Medians of {_rounds(s.rounds)}."] + [t for k, t in said.items() if k in sections]
+    )
+
+
+def _load_line(load: dict[str, list[float]]) -> str:
+    def shown(values: list[float]) -> str:
+        return " / ".join(f"{value:.2f}" for value in values)
+
     return (
-        f"Medians of {_rounds(settings.rounds)}. "
-        f"Throughput: smtp-source, {settings.sessions} sessions, "
-        f"{settings.message_size:,}-byte messages, {settings.reuse_messages:,} reusing "
-        f"connections and {settings.disconnect_messages:,} one per connection. "
-        f"Big message: {settings.big_size / MIB:g} MiB. "
-        f"Idle: {settings.idle_sessions:,} sessions. "
-        f"Stall: {settings.stall_probes} probe messages during {settings.stall_uploaders} "
-        f"uploads of {settings.stall_upload_size / MIB:g} MiB."
+        f"Load average (1 / 5 / 15 min) at the start: {shown(load['start'])}; "
+        f"at the end: {shown(load['end'])}."
     )
 
 
@@ -40,8 +62,10 @@ def render(run: dict[str, Any]) -> str:
     parts = [
         f"Run of {run['started']} with `{run['command']}`.",
         f"Machine: {summary(run['machine'])}.",
-        _settings_line(settings),
+        _settings_line(settings, results),
     ]
+    if "load_average" in run:
+        parts.append(_load_line(run["load_average"]))
     parts += [f"Note: {note}" for note in run["notes"]]
     checks: list[targets.Check] = []
     sections = []
@@ -63,5 +87,41 @@ def render(run: dict[str, Any]) -> str:
     if "stall" in results:
         checks += targets.stall_checks(results["stall"], loops)
         sections += ["### Small messages during big uploads", tables.stall(results["stall"])]
+    more_checks, more_sections = _second_round(results, loops)
+    checks += more_checks
+    sections += more_sections
     parts += ["### Targets", targets.render(checks), *sections]
     return "\n\n".join(parts)
+
+
+def _second_round(
+    results: dict[str, Any], loops: list[str]
+) -> tuple[list[targets.Check], list[str]]:
+    """The checks and tables of the ceiling, pipelined, App, durable and TLS measurements."""
+    checks: list[targets.Check] = []
+    sections: list[str] = []
+    if "throughput" in results:
+        reuse = results["throughput"].get("reuse", {})
+        checks += targets.reused_checks(reuse, loops, "throughput, reuse")
+    if "pipelined" in results:
+        checks += targets.pipelined_checks(results["pipelined"], loops)
+        sections += [
+            "### Pipelining clients (messages per second)",
+            tables.pipelined(results["pipelined"], loops),
+        ]
+    if "app" in results:
+        checks += targets.app_checks(results["app"], loops)
+        sections += [
+            "### The App path (messages per second)",
+            tables.app_path(results["app"], loops),
+        ]
+    if "durable" in results:
+        checks += targets.durable_checks(results["durable"], loops)
+        sections += [
+            "### Durable delivery into a Maildir (messages per second)",
+            tables.durable(results["durable"], loops),
+        ]
+    if "tls" in results:
+        checks += targets.tls_checks(results["tls"], loops)
+        sections += ["### TLS", tables.tls(results["tls"], loops)]
+    return checks, sections

@@ -8,7 +8,7 @@ import subprocess
 import time
 from types import TracebackType
 
-from . import paths, procs
+from . import certs, paths, procs
 from .context import Context, Variant
 
 READY_TIMEOUT = 30.0
@@ -22,19 +22,26 @@ def free_port() -> int:
         return port
 
 
+#: (interpreter, script) of each Python server; the App is smtpkit with handler "app".
+_SCRIPTS = {
+    "smtpkit": (paths.project_python, "smtpkit_server.py"),
+    "aiosmtpd": (paths.peers_python, "aiosmtpd_server.py"),
+    "ceiling": (paths.project_python, "ceiling_server.py"),
+}
+
+
 def _python_argv(variant: Variant, ctx: Context) -> list[str]:
-    if variant.server == "smtpkit":
-        python, script = paths.project_python(), "smtpkit_server.py"
-    else:
-        python, script = paths.peers_python(), "aiosmtpd_server.py"
-    return [
-        python,
-        str(paths.SERVERS_DIR / script),
-        "--port=0",
-        f"--loop={variant.loop}",
-        f"--handler={variant.handler}",
-        f"--spool-dir={ctx.spool_dir}",
-    ]
+    python, script = _SCRIPTS[variant.server]
+    handler = variant.handler
+    if variant.handler == "app":
+        script = "app_server.py"
+    argv = [python(), str(paths.SERVERS_DIR / script), "--port=0", f"--loop={variant.loop}"]
+    if variant.handler == "tls":
+        # The sink handler, with a certificate for STARTTLS.
+        handler = "sink"
+        cert, key, _ca = certs.files(ctx.spool_dir, ctx.log)
+        argv += [f"--tls-cert={cert}", f"--tls-key={key}"]
+    return [*argv, f"--handler={handler}", f"--spool-dir={ctx.spool_dir}"]
 
 
 def _sink_argv(ctx: Context, port: int) -> list[str]:

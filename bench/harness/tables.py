@@ -44,25 +44,95 @@ def split(label: str) -> tuple[str, str, str]:
 
 
 def throughput(results: dict[str, dict[str, list[float | None]]], loops: Sequence[str]) -> str:
-    """Messages per second, with smtpkit's ratio to aiosmtpd (same loop) and to smtp-sink."""
+    """Messages per second, with smtpkit's ratios to aiosmtpd, smtp-sink and the ceiling."""
     rows = []
     for mode in MODES:
         by_label = results.get(mode, {})
+        rows += [[MODE_NAMES[mode], *rate_row(by_label, loop)] for loop in loops]
+    return table(["mode", *RATE_HEADER], rows)
+
+
+#: The columns of :func:`rate_row`.
+RATE_HEADER = ["loop", "smtpkit", "aiosmtpd", "smtp-sink", "ceiling"]
+RATE_HEADER += ["÷ aiosmtpd", "÷ smtp-sink", "÷ ceiling"]
+
+
+def rate_row(by_label: dict[str, list[float | None]], loop: str) -> list[str]:
+    """One loop's rates of every server, and smtpkit's ratios to the others."""
+    kit, peer, ceiling = f"smtpkit/{loop}", f"aiosmtpd/{loop}", f"ceiling/{loop}"
+    return [
+        loop,
+        num(rate(by_label, kit)),
+        num(rate(by_label, peer)),
+        num(rate(by_label, "smtp-sink")),
+        num(rate(by_label, ceiling)),
+        times(rate_ratio(by_label, kit, peer)),
+        times(rate_ratio(by_label, kit, "smtp-sink")),
+        times(rate_ratio(by_label, kit, ceiling)),
+    ]
+
+
+def pipelined(results: dict[str, list[float | None]], loops: Sequence[str]) -> str:
+    """Messages per second under the pipelining clients, with smtpkit's ratios."""
+    return table(RATE_HEADER, [rate_row(results, loop) for loop in loops])
+
+
+def app_path(results: dict[str, dict[str, list[float | None]]], loops: Sequence[str]) -> str:
+    """Messages per second of the bare class with Sink and of the App, and their ratio."""
+    rows = []
+    for load, by_label in results.items():
         for loop in loops:
-            kit, peer = f"smtpkit/{loop}", f"aiosmtpd/{loop}"
+            bare, app = f"smtpkit/{loop}", f"smtpkit/{loop}/app"
             rows.append(
                 [
-                    MODE_NAMES[mode],
+                    load,
+                    loop,
+                    num(rate(by_label, bare)),
+                    num(rate(by_label, app)),
+                    times(rate_ratio(by_label, app, bare)),
+                ]
+            )
+    return table(["load", "loop", "SMTP + Sink", "App (route + RCPT hook)", "App ÷ SMTP"], rows)
+
+
+def durable(results: dict[str, Rows], loops: Sequence[str]) -> str:
+    """Messages per second into a Maildir, and how many messages each server stored."""
+    rows = []
+    for loop in loops:
+        kit, peer = f"smtpkit/{loop}/mailbox", f"aiosmtpd/{loop}/mailbox"
+        stored = [num(field(results.get(label), "stored")) for label in (kit, peer)]
+        rows.append(
+            [
+                loop,
+                num(field(results.get(kit), "rate")),
+                num(field(results.get(peer), "rate")),
+                times(field_ratio(results, kit, peer, "rate")),
+                " / ".join(stored),
+            ]
+        )
+    header = ["loop", "smtpkit Mailbox (fsync)", "aiosmtpd Mailbox (no fsync)", "÷ aiosmtpd"]
+    return table([*header, "stored (smtpkit / aiosmtpd)"], rows)
+
+
+TLS_MODES = {"handshakes": "STARTTLS sessions per second", "messages": "messages per second"}
+
+
+def tls(results: dict[str, dict[str, list[float | None]]], loops: Sequence[str]) -> str:
+    """STARTTLS sessions and messages over TLS per second, smtpkit against aiosmtpd."""
+    rows = []
+    for mode, by_label in results.items():
+        for loop in loops:
+            kit, peer = f"smtpkit/{loop}/tls", f"aiosmtpd/{loop}/tls"
+            rows.append(
+                [
+                    TLS_MODES.get(mode, mode),
                     loop,
                     num(rate(by_label, kit)),
                     num(rate(by_label, peer)),
-                    num(rate(by_label, "smtp-sink")),
                     times(rate_ratio(by_label, kit, peer)),
-                    times(rate_ratio(by_label, kit, "smtp-sink")),
                 ]
             )
-    header = ["mode", "loop", "smtpkit", "aiosmtpd", "smtp-sink", "÷ aiosmtpd", "÷ smtp-sink"]
-    return table(header, rows)
+    return table(["what", "loop", "smtpkit", "aiosmtpd", "÷ aiosmtpd"], rows)
 
 
 def bigmsg(results: dict[str, Rows]) -> str:

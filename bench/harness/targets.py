@@ -71,6 +71,76 @@ def stall_checks(results: dict[str, Any], loops: Sequence[str]) -> list[Check]:
     return checks
 
 
+#: smtpkit ÷ the ceiling on the same loop, connections reused.
+CEILING_SHARE = {"uvloop": 0.8, "asyncio": 0.9}
+
+
+def _at_least(name: str, value: float | None, bound: float) -> Check:
+    return (name, times(value), None if value is None else value >= bound)
+
+
+def reused_checks(by_label: dict[str, Any], loops: Sequence[str], load: str) -> list[Check]:
+    """With connections reused: smtpkit ≥ 0.8x (uvloop) / 0.9x (asyncio) the ceiling, and
+    ≥ 1.0x smtp-sink on uvloop."""
+    checks: list[Check] = []
+    for loop in loops:
+        if loop in CEILING_SHARE:
+            share = rate_ratio(by_label, f"smtpkit/{loop}", f"ceiling/{loop}")
+            bound = CEILING_SHARE[loop]
+            checks.append(_at_least(f"{load}, {loop}: ≥ {bound:g}x the ceiling", share, bound))
+    if "uvloop" in loops:
+        vs_sink = rate_ratio(by_label, "smtpkit/uvloop", "smtp-sink")
+        checks.append(_at_least(f"{load}, uvloop: ≥ 1.0x smtp-sink", vs_sink, 1.0))
+    return checks
+
+
+def pipelined_checks(results: dict[str, Any], loops: Sequence[str]) -> list[Check]:
+    """Pipelining clients: ≥ 4x aiosmtpd on each loop, and the ceiling and sink targets."""
+    checks = [
+        _at_least(
+            f"pipelined, {loop}: ≥ 4x aiosmtpd",
+            rate_ratio(results, f"smtpkit/{loop}", f"aiosmtpd/{loop}"),
+            4.0,
+        )
+        for loop in loops
+    ]
+    return checks + reused_checks(results, loops, "pipelined")
+
+
+def app_checks(results: dict[str, Any], loops: Sequence[str]) -> list[Check]:
+    """The App path within 15 % of the bare class: App ÷ SMTP ≥ 0.85."""
+    checks = []
+    for load, by_label in results.items():
+        for loop in loops:
+            share = rate_ratio(by_label, f"smtpkit/{loop}/app", f"smtpkit/{loop}")
+            checks.append(
+                _at_least(f"App path, {load}, {loop}: ≥ 0.85x the bare class", share, 0.85)
+            )
+    return checks
+
+
+def durable_checks(results: dict[str, Any], loops: Sequence[str]) -> list[Check]:
+    """Durable Mailbox at least as fast as aiosmtpd's non-durable one."""
+    return [
+        _at_least(
+            f"durable Mailbox, {loop}: ≥ 1.0x aiosmtpd's Mailbox",
+            field_ratio(results, f"smtpkit/{loop}/mailbox", f"aiosmtpd/{loop}/mailbox", "rate"),
+            1.0,
+        )
+        for loop in loops
+    ]
+
+
+def tls_checks(results: dict[str, Any], loops: Sequence[str]) -> list[Check]:
+    """TLS: ≥ 2x aiosmtpd, for STARTTLS sessions and for messages over TLS."""
+    checks = []
+    for mode, by_label in results.items():
+        for loop in loops:
+            share = rate_ratio(by_label, f"smtpkit/{loop}/tls", f"aiosmtpd/{loop}/tls")
+            checks.append(_at_least(f"TLS {mode}, {loop}: ≥ 2x aiosmtpd", share, 2.0))
+    return checks
+
+
 def render(checks: list[Check]) -> str:
     """A Markdown table of the checks: target, smtpkit's figure, met or not."""
     verdict = {True: "yes", False: "**no**", None: "not measured"}

@@ -64,7 +64,7 @@ def run(ctx: Context) -> dict[str, dict[str, list[float | None]]]:
     Returns:
         ``{mode: {label: [messages per second per round, None where it failed]}}``.
     """
-    variants = ctx.variants()
+    variants = ctx.throughput_variants()
     results: dict[str, dict[str, list[float | None]]] = {m: {} for m in MODES}
     with ExitStack() as stack:
         servers: dict[Variant, Server] = {}
