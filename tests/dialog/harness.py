@@ -107,8 +107,10 @@ __all__ = [
     "FakeTransport",
     "PauseWriting",
     "ResumeWriting",
+    "Step",
     "StopReading",
     "VirtualClockLoop",
+    "check_replies",
     "code",
     "prefix",
     "run_dialog",
@@ -546,7 +548,11 @@ class Dialog:
 
     def __post_init__(self) -> None:
         self.loop = VirtualClockLoop()
-        self.protocol = self.loop.run_until_complete(self._build())
+        try:
+            self.protocol = self.loop.run_until_complete(self._build())
+        except BaseException:
+            self.loop.close()  # the factory refused its settings: no connection
+            raise
         self.transport = FakeTransport(self.loop, self.protocol, self.extra)
         self.loop.call_soon(self.protocol.connection_made, self.transport)
         self.loop.run_until_idle()

@@ -308,3 +308,8 @@ def test_the_documented_example_runs() -> None:
     assert harness.__doc__ is not None
     example = harness.__doc__.split("::\n", 1)[1].split("\nThe steps:", 1)[0]
     exec(textwrap.dedent(example), {})
+
+
+def test_a_factory_that_raises_raises_from_the_dialog() -> None:
+    with pytest.raises(ValueError, match=r"timeout.*-1"):
+        Dialog(server(timeout=-1))
