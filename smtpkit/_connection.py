@@ -265,7 +265,8 @@ class Connection(asyncio.StreamReaderProtocol):
         self._set_rset_state()
         if self.connection_limiter is not None and not self._count_connection(session.peer):
             self._closing = True
-            transport.write(TOO_MANY_CONNECTIONS.encode() + b"\r\n")  # type: ignore[attr-defined]
+            refusal = getattr(self.connection_limiter, "refusal", TOO_MANY_CONNECTIONS)
+            transport.write(refusal.encode() + b"\r\n")  # type: ignore[attr-defined]
             transport.close()
             return
         info = _ssl_info(transport)
@@ -670,7 +671,7 @@ class Connection(asyncio.StreamReaderProtocol):
             self._close()
             return
         if not self._count_proxied_client():
-            self._write_now(TOO_MANY_CONNECTIONS)
+            self._write_now(getattr(self.connection_limiter, "refusal", TOO_MANY_CONNECTIONS))
             self._close()
             return
         self._proxy_done = True

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+
+if TYPE_CHECKING:
+    from ._ratelimit import RateLimiter
+
 __all__ = ["TOO_MANY_CONNECTIONS", "ConnectionLimiter"]
 
+#: The bare line (written by the connection before any command).
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
 
 
@@ -19,11 +26,23 @@ class ConnectionLimiter:
         max_connections: the most connections at once; None for no limit.
         max_per_ip: the most connections from one client address; None for
             no limit.
+        rates: connections per client address per time window
+            (``rate_limits.connections``); None for no limit.
+
+    Attributes:
+        refusal: the reply for the connection refused last (the rate limit's
+            names the address, the limit and the window).
     """
 
-    __slots__ = ("_per_ip", "max_connections", "max_per_ip", "total")
+    __slots__ = ("_per_ip", "max_connections", "max_per_ip", "rates", "refusal", "total")
 
-    def __init__(self, max_connections: int | None = None, max_per_ip: int | None = None) -> None:
+    def __init__(
+        self,
+        max_connections: int | None = None,
+        max_per_ip: int | None = None,
+        *,
+        rates: RateLimiter | None = None,
+    ) -> None:
         for name, value in (("max_connections", max_connections), ("max_per_ip", max_per_ip)):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -31,17 +50,22 @@ class ConnectionLimiter:
                 raise ValueError(f"{name} must be a positive int or None, not {value!r}")
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
+        self.rates = rates
+        self.refusal = TOO_MANY_CONNECTIONS
         #: Connections open now.
         self.total = 0
         self._per_ip: dict[str, int] = {}
 
     def acquire(self, address: str | None) -> bool:
         """Count a new connection from ``address``; False when over a limit."""
+        self.refusal = TOO_MANY_CONNECTIONS
         if self.max_connections is not None and self.total >= self.max_connections:
             return False
+        if self._full(address):
+            return False
+        if not self._within_rate(address):
+            return False
         if address is not None and self.max_per_ip is not None:
-            if self._per_ip.get(address, 0) >= self.max_per_ip:
-                return False
             self._per_ip[address] = self._per_ip.get(address, 0) + 1
         self.total += 1
         return True
@@ -62,14 +86,28 @@ class ConnectionLimiter:
             False, changing nothing, when ``new`` already has ``max_per_ip``
             connections.
         """
+        self.refusal = TOO_MANY_CONNECTIONS
         if old == new:
             return True
+        if self._full(new):
+            return False
+        if not self._within_rate(new):
+            return False
         if new is not None and self.max_per_ip is not None:
-            count = self._per_ip.get(new, 0)
-            if count >= self.max_per_ip:
-                return False
-            self._per_ip[new] = count + 1
+            self._per_ip[new] = self._per_ip.get(new, 0) + 1
         self._forget(old)
+        return True
+
+    def _full(self, address: str | None) -> bool:
+        if address is None or self.max_per_ip is None:
+            return False
+        return self._per_ip.get(address, 0) >= self.max_per_ip
+
+    def _within_rate(self, address: str | None) -> bool:
+        refusal = self.rates.check_connection(address) if self.rates is not None else None
+        if refusal is not None:
+            self.refusal = refusal
+            return False
         return True
 
     def _forget(self, address: str | None) -> None:

@@ -4,6 +4,7 @@
   embedded default that stores every message in a Maildir;
 * ``smtpkit routes [TARGET]``: what an app has registered;
 * ``smtpkit check [TARGET] --rcpt ADDRESS``: which route takes an address, or why none;
+* ``smtpkit reload --pid-file PATH``: make a running server reload (SIGHUP);
 * ``smtpkit passwd …``: manage a password file (:mod:`smtpkit.auth.passwd`).
 
 Exit status: 0 on success (and after a graceful stop), 1 when serving failed (the
@@ -20,6 +21,7 @@ import logging
 import os
 import platform
 import signal
+import socket
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
@@ -141,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(commands)
     _add_routes(commands)
     _add_check(commands)
+    _add_reload(commands)
     commands.add_parser(
         "passwd",
         help="manage a password file (smtpkit passwd --help)",
@@ -169,12 +172,36 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="restart when a .py file of the project changes (for development)",
     )
+    run.add_argument(
+        "--pid-file",
+        metavar="PATH",
+        help="write the server's process id to PATH while it runs (for smtpkit reload)",
+    )
     _add_version(run)
     add_server_flags(run)
     add_http_flags(run)
     # Set by the worker supervisor on the command lines of its workers.
     run.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     run.set_defaults(func=_run)
+
+
+def _add_reload(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reload = commands.add_parser(
+        "reload",
+        help="make a running server reload its configuration, certificates and passwords",
+        description=(
+            "Send SIGHUP to the server whose process id is in PATH (smtpkit run --pid-file "
+            "PATH): it loads its configuration, TLS certificates and password files again; "
+            "open sessions keep the old ones. With --workers, the workers restart one at a time."
+        ),
+        allow_abbrev=False,
+    )
+    reload.add_argument(
+        "--pid-file", metavar="PATH", required=True, help="the pid file of smtpkit run"
+    )
+    reload.set_defaults(func=_reload)
 
 
 def _add_routes(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -246,15 +273,22 @@ def _run(namespace: argparse.Namespace) -> int:
     if namespace.reload and namespace.worker is None:
         return _run_with_reload(namespace)
     target = load_target(namespace.target) if namespace.target else None
-    base = target.obj.config if target is not None and target.kind == "app" else None
-    config = load_config(namespace, base)
+    config = _load(namespace, target)
     configure_logging(config.log_level)
     if namespace.worker is not None:
-        config = config.replace(**{"listen.reuse_port": True, "workers.count": 1})
-        return _serve(target, config, worker=namespace.worker, http=http)
+        return _serve(target, config, namespace, http=http)
     if config.workers.count > 1:
         return _run_workers(namespace, target, config)
-    return _serve(target, config, http=http)
+    return _serve(target, config, namespace, http=http)
+
+
+def _load(namespace: argparse.Namespace, target: Target | None) -> ServerConfig:
+    """The config to serve with (again on each reload); a worker's listens with SO_REUSEPORT."""
+    base = target.obj.config if target is not None and target.kind == "app" else None
+    config = load_config(namespace, base)
+    if namespace.worker is not None:
+        config = config.replace(**{"listen.reuse_port": True, "workers.count": 1})
+    return config
 
 
 def _child_arguments(namespace: argparse.Namespace, *, skip: Sequence[str] = ()) -> list[str]:
@@ -270,8 +304,8 @@ def _child_arguments(namespace: argparse.Namespace, *, skip: Sequence[str] = ())
 def _serve(
     target: Target | None,
     config: ServerConfig,
+    namespace: argparse.Namespace,
     *,
-    worker: int | None = None,
     http: HttpOptions | None = None,
 ) -> int:
     from ._cli.serving import serve_in_process
@@ -279,7 +313,13 @@ def _serve(
     try:
         config.tls.server_context()  # unreadable certificate files: fail before listening
         plan = _plan(target, config)
-        plan.worker = worker
+        plan.load_config = lambda: _load(namespace, target)
+        plan.worker = namespace.worker
+        plan.pid_file = namespace.pid_file
+        if namespace.listen_fd is not None:
+            plan.sock = socket.socket(fileno=namespace.listen_fd)
+        if namespace.ready_fd is not None and namespace.ready_fd >= 0:
+            plan.ready_fd = namespace.ready_fd
         if http is not None:
             plan.http = _http_service(http, config)
         serve_in_process(plan)
@@ -305,8 +345,10 @@ def _http_service(
 
 def _serving_failed(error: Exception) -> int:
     """Report why serving stopped: the address in one line, anything else with its traceback."""
-    reason = error.strerror if isinstance(error, OSError) else None
-    if reason and reason.startswith("cannot listen on"):
+    from .server import listen_error
+
+    reason = listen_error(error)
+    if reason is not None:
         return _fail("smtpkit run", reason, EXIT_FAILURE)
     log.critical("serving failed", exc_info=error)
     return EXIT_FAILURE
@@ -314,17 +356,13 @@ def _serving_failed(error: Exception) -> int:
 
 def _plan(target: Target | None, config: ServerConfig) -> ServePlan:
     from ._cli.serving import ServePlan
-    from .server import serve
+    from ._ratelimit import with_rate_limits
+    from .routing.app import refresh_password_file
     from .smtp import SMTP
 
     if target is not None and target.kind == "app":
-        app = target.obj
-        return ServePlan(
-            lambda ready, stop: app.serve(config=config, ready=ready, stop=stop),
-            app.protocol_factory(config),
-            config,
-            target.describe(),
-        )
+        plan: ServePlan = target.obj._serve_plan(config, target.describe())
+        return plan
     if target is None:
         from .default_app import create_handler
 
@@ -333,22 +371,44 @@ def _plan(target: Target | None, config: ServerConfig) -> ServePlan:
     else:
         handler, title = target.obj, target.describe()
 
-    def factory() -> SMTP:
-        return SMTP(handler, config=config)
+    def factory_for(config: ServerConfig) -> Callable[[], SMTP]:
+        limited = with_rate_limits(handler, config)
+        return lambda: SMTP(limited, config=config)
 
-    return ServePlan(
-        lambda ready, stop: serve(factory, config, ready=ready, stop=stop),
-        factory,
-        config,
-        title,
-        default_app=target is None,
-    )
+    def refresh() -> None:
+        refresh_password_file(getattr(handler, "authenticator", None))
+
+    return ServePlan(factory_for, config, title, refresh=refresh, default_app=target is None)
+
+
+def _reload(namespace: argparse.Namespace) -> int:
+    """``smtpkit reload``: SIGHUP to the process named by the pid file."""
+    path = namespace.pid_file
+    try:
+        with open(path, encoding="ascii") as file:
+            text = file.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail("smtpkit reload", f"cannot read the pid file {path!r}: {exc}", EXIT_FAILURE)
+    if not text.isdigit() or int(text) < 2:
+        return _fail(
+            "smtpkit reload", f"{path!r} holds {text!r}; expected a process id", EXIT_FAILURE
+        )
+    try:
+        os.kill(int(text), signal.SIGHUP)
+    except ProcessLookupError:
+        return _fail(
+            "smtpkit reload", f"no process {text} (from {path!r}): is it running?", EXIT_FAILURE
+        )
+    except PermissionError:
+        return _fail("smtpkit reload", f"not allowed to signal process {text}", EXIT_FAILURE)
+    print(f"smtpkit reload: sent SIGHUP to process {text}")
+    return EXIT_OK
 
 
 def _run_workers(namespace: argparse.Namespace, target: Target | None, config: ServerConfig) -> int:
     from ._cli.children import smtpkit_command
-    from ._cli.serving import check_event_loop
-    from .workers import WorkerPool, reserve_port, supervise
+    from ._cli.serving import check_event_loop, remove_pid_file, write_pid_file
+    from .workers import WorkerPool, open_listeners, supervise
 
     check_event_loop(config)  # once here, not once per worker
     if config.listen.unix_socket:
@@ -357,9 +417,10 @@ def _run_workers(namespace: argparse.Namespace, target: Target | None, config: S
             f"not listen.unix_socket = {config.listen.unix_socket!r}"
         )
     try:
-        placeholder, port = reserve_port(config)
+        sockets = open_listeners(config, config.workers.count)
     except OSError as exc:
         return _fail("smtpkit run", exc.strerror or str(exc), EXIT_FAILURE)
+    port = sockets[0].getsockname()[1]
     arguments = _child_arguments(namespace, skip=("--port", "--workers"))
     # One capture UI for the pool: worker 1 serves it (it sees every worker's mail).
     http = http_arguments(namespace)
@@ -373,19 +434,30 @@ def _run_workers(namespace: argparse.Namespace, target: Target | None, config: S
         what,
         port,
     )
+
+    def command(index: int, listen_fd: int, ready_fd: int) -> list[str]:
+        own = [f"--port={port}", f"--worker={index}", f"--listen-fd={listen_fd}"]
+        return smtpkit_command(
+            [*arguments, *(http if index == 1 else []), *own, f"--ready-fd={ready_fd}"]
+        )
+
     pool = WorkerPool(
-        command=lambda index: smtpkit_command(
-            [*arguments, *(http if index == 1 else []), f"--port={port}", f"--worker={index}"]
-        ),
-        count=config.workers.count,
-        graceful_timeout=config.workers.graceful_timeout,
+        command, config.workers.count, config.workers.graceful_timeout, config, sockets
     )
-    with placeholder:
+    if namespace.pid_file:
+        write_pid_file(namespace.pid_file)
+    try:
         return supervise(pool)
+    finally:
+        if namespace.pid_file:
+            remove_pid_file(namespace.pid_file)
+        for sock in pool.sockets:
+            sock.close()
 
 
 def _run_with_reload(namespace: argparse.Namespace) -> int:
     from ._cli.children import smtpkit_command
+    from ._cli.serving import remove_pid_file, write_pid_file
     from .reload import run_with_reloader
 
     config = load_config(namespace)
@@ -396,7 +468,13 @@ def _run_with_reload(namespace: argparse.Namespace) -> int:
     where = ", ".join(map(str, [*roots, *files])) or "nothing (no TARGET, no config file)"
     log.info("smtpkit %s: reloading on changes in %s", __version__, where)
     command = smtpkit_command(_child_arguments(namespace))
-    return run_with_reloader(command, roots, files, grace=config.workers.graceful_timeout)
+    if namespace.pid_file:
+        write_pid_file(namespace.pid_file)
+    try:
+        return run_with_reloader(command, roots, files, grace=config.workers.graceful_timeout)
+    finally:
+        if namespace.pid_file:
+            remove_pid_file(namespace.pid_file)
 
 
 # -- logging -------------------------------------------------------------------------------

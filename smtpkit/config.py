@@ -28,6 +28,8 @@ import msgspec
 import msgspec.toml
 from typing_extensions import Self
 
+from ._ratelimit import RateStore
+
 __all__ = [
     "ENV_CONFIG_FILE",
     "ENV_PREFIX",
@@ -39,6 +41,7 @@ __all__ = [
     "LimitsConfig",
     "ListenConfig",
     "ProxyProtocolConfig",
+    "RateLimitsConfig",
     "ServerConfig",
     "TLSConfig",
     "WorkersConfig",
@@ -574,6 +577,52 @@ class WorkersConfig(_Section):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True, repr=False)
+class RateLimitsConfig(_Section):
+    """Connections, messages and recipients per client address per time window."""
+
+    _prefix: ClassVar[str] = "rate_limits."
+
+    window: float = field(
+        default=60.0,
+        metadata={"doc": "Seconds over which each rate limit counts."},
+    )
+    connections: int = field(
+        default=0,
+        metadata={
+            "doc": "Connections one client address may open per window (421 4.7.0 past it); "
+            "0 = no limit."
+        },
+    )
+    messages: int = field(
+        default=0,
+        metadata={
+            "doc": "MAIL commands one client address may send per window (450 4.7.1 past it); "
+            "0 = no limit."
+        },
+    )
+    recipients: int = field(
+        default=0,
+        metadata={
+            "doc": "RCPT commands one client address may send per window (450 4.7.1 past it); "
+            "0 = no limit."
+        },
+    )
+    store: RateStore | None = field(
+        default=None,
+        metadata={
+            "doc": "Where the counts are kept: an object with hit(key, window, limit) "
+            "(Python only); unset = in this process's memory.",
+            "python_only": True,
+        },
+    )
+
+    def _validate(self) -> None:
+        _expect(self, "window", self.window > 0, "a number of seconds > 0")
+        for name in ("connections", "messages", "recipients"):
+            _expect(self, name, getattr(self, name) >= 0, "an integer >= 1, or 0 for no limit")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, repr=False)
 class ServerConfig(_Section):
     """The whole server configuration: general settings and one section per concern."""
 
@@ -618,6 +667,10 @@ class ServerConfig(_Section):
     )
     workers: WorkersConfig = field(
         default_factory=WorkersConfig, metadata={"doc": "Worker processes."}
+    )
+    rate_limits: RateLimitsConfig = field(
+        default_factory=RateLimitsConfig,
+        metadata={"doc": "Connections, messages and recipients per client per window."},
     )
 
     def _validate(self) -> None:

@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Coroutine
 from pathlib import Path
 from typing import Any, Literal
 
+from smtpkit import server as _server
+from smtpkit.config import ServerConfig
 from smtpkit.smtp import SMTP
 
 __all__ = [
@@ -157,22 +159,6 @@ class _Refusal(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-
-
-def _transport_of(protocol: asyncio.BaseProtocol) -> asyncio.BaseTransport | None:
-    transport = getattr(protocol, "transport", None) or getattr(protocol, "_transport", None)
-    return transport if isinstance(transport, asyncio.BaseTransport) else None
-
-
-def _ask_to_close(protocol: asyncio.BaseProtocol) -> None:
-    """Ask one connection to close: gracefully when the protocol knows how."""
-    shutdown = getattr(protocol, "shutdown", None)
-    if callable(shutdown):
-        shutdown()
-        return
-    transport = _transport_of(protocol)
-    if transport is not None and not transport.is_closing():
-        transport.close()
 
 
 async def _cancel_other_tasks() -> None:
@@ -394,25 +380,13 @@ class BaseController(ABC):
 
         Connections are asked to finish first (``SMTP.shutdown()``: an idle
         client gets ``421``, a running command completes); whatever is still
-        open after a short grace period is cut.
+        open after a short grace period is cut. The serving engine's stop
+        sequence (:func:`smtpkit.server.close`) does it.
         """
         server = self.server
         if server is None:
             return
-        server.close()
-        protocols = list(self._protocols)
-        for protocol in protocols:
-            _ask_to_close(protocol)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + _CLOSE_GRACE
-        while loop.time() < deadline and any(_transport_of(p) for p in protocols):
-            await asyncio.sleep(0.01)
-        for protocol in protocols:
-            transport = _transport_of(protocol)
-            if isinstance(transport, asyncio.WriteTransport):
-                transport.abort()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(server.wait_closed(), _CLOSE_GRACE)
+        await _server.close(server, lambda: list(self._protocols), _CLOSE_GRACE)
         self._after_close()
 
     def _cleanup(self) -> None:
@@ -624,12 +598,9 @@ class InetMixin(BaseController):
         self._requested_port = port
 
     def _create_server(self) -> Coroutine[Any, Any, asyncio.Server]:
-        return self.loop.create_server(
-            self._factory_invoker,
-            host=self.hostname,
-            port=self._requested_port,
-            ssl=self.ssl_context,
-        )
+        listen = {"listen.host": self.hostname, "listen.port": self._requested_port}
+        config = ServerConfig().replace(**listen)
+        return _server.listen(self._factory_invoker, config, ssl_context=self.ssl_context)
 
     def _after_bind(self, server: asyncio.Server) -> None:
         self.port = int(server.sockets[0].getsockname()[1])
@@ -668,9 +639,8 @@ class UnixSocketMixin(BaseController):
         self._socket_inode: int | None = None
 
     def _create_server(self) -> Coroutine[Any, Any, asyncio.Server]:
-        return self.loop.create_unix_server(
-            self._factory_invoker, path=self.unix_socket, ssl=self.ssl_context
-        )
+        config = ServerConfig().replace(**{"listen.unix_socket": self.unix_socket})
+        return _server.listen(self._factory_invoker, config, ssl_context=self.ssl_context)
 
     def _after_bind(self, server: asyncio.Server) -> None:
         self._socket_inode = os.stat(self.unix_socket).st_ino

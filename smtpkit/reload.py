@@ -11,11 +11,13 @@ root), found without importing the target, searched recursively for ``*.py``;
 folders that start with a dot, ``__pycache__``, ``node_modules`` and virtual
 environments are skipped. The parent imports nothing of the project, so it never
 holds stale code. No third-party watcher is needed: a scan of a few hundred files
-every half second costs little.
+every half second costs little. SIGHUP is passed on to the child, which reloads its
+configuration without restarting (see :mod:`smtpkit._cli.serving`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -181,8 +183,11 @@ class Reloader:
         return await anyio.to_thread.run_sync(scan, self.roots, self.files)
 
     async def _watch_signals(self) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    self._forward_reload()
+                    continue
                 if self.stop_requested.is_set():
                     log.warning("%s received again: stopping at once", signal.Signals(signum).name)
                     if self.process is not None:
@@ -190,6 +195,13 @@ class Reloader:
                     sys.stderr.flush()
                     os._exit(128 + signum)
                 self.stop_requested.set()
+
+    def _forward_reload(self) -> None:
+        """SIGHUP reloads the server's configuration: pass it on to the child."""
+        process = self.process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGHUP)
 
 
 def run_with_reloader(

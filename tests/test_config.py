@@ -36,6 +36,7 @@ AGREED_DEFAULTS = {
     "ident": None,
     "enable_smtputf8": False,
     "decode_data": False,
+    "enhanced_status_codes": True,
     "loop": "asyncio",
     "log_level": "info",
     "maildir": "smtpkit-mail",
@@ -71,6 +72,11 @@ AGREED_DEFAULTS = {
     "proxy_protocol.trusted_networks": (),
     "workers.count": 1,
     "workers.graceful_timeout": 30.0,
+    "rate_limits.window": 60.0,
+    "rate_limits.connections": 0,
+    "rate_limits.messages": 0,
+    "rate_limits.recipients": 0,
+    "rate_limits.store": None,
 }
 
 
@@ -674,6 +680,7 @@ SMTP_KWARGS = {
     "data_size_limit",
     "enable_SMTPUTF8",
     "decode_data",
+    "enhanced_status_codes",
     "hostname",
     "ident",
     "tls_context",
@@ -703,6 +710,7 @@ def test_to_smtp_kwargs_maps_every_setting() -> None:
         ident="kit",
         enable_smtputf8=True,
         decode_data=True,
+        enhanced_status_codes=False,
         limits=LimitsConfig(
             data_size=5000,
             timeout=7,
@@ -726,6 +734,7 @@ def test_to_smtp_kwargs_maps_every_setting() -> None:
         "data_size_limit": 5000,
         "enable_SMTPUTF8": True,
         "decode_data": True,
+        "enhanced_status_codes": False,
         "hostname": "mx",
         "ident": "kit",
         "tls_context": None,

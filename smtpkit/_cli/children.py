@@ -30,11 +30,12 @@ def smtpkit_command(arguments: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "smtpkit", *arguments]
 
 
-async def start(command: Sequence[str]) -> Process:
+async def start(command: Sequence[str], *, pass_fds: Sequence[int] = ()) -> Process:
     """Start a child sharing this process's stdout and stderr, in its own session.
 
     Args:
         command: the program and its arguments.
+        pass_fds: file descriptors the child inherits (a listening socket, a pipe).
 
     Returns:
         The running process.
@@ -45,6 +46,7 @@ async def start(command: Sequence[str]) -> Process:
         stdout=None,
         stderr=None,
         start_new_session=True,
+        pass_fds=pass_fds,
     )
 
 

@@ -1,9 +1,16 @@
-"""One serving process: ``anyio.run`` around :func:`smtpkit.server.serve`, with signals.
+"""One serving process: ``anyio.run`` around a :class:`smtpkit.server.Engine`, with signals.
+
+``smtpkit run`` and ``App.run()`` both serve through here, so both print the same
+start-up lines, read the same signals and stop the same way.
 
 The first SIGTERM or SIGINT stops accepting connections and lets the sessions in
 flight finish (``workers.graceful_timeout``); the process then exits 0. A second
-signal exits at once, with status 128 + the signal number. A worker also stops when
-its supervisor disappears (its parent process changes).
+signal stops at once: ``smtpkit run`` exits with status 128 + the signal number,
+``App.run()`` cuts the open sessions and returns. SIGHUP reloads: the configuration
+is loaded again (the file, the environment), the TLS certificates and the password
+files are read again, and new sessions use them while open ones keep theirs; a
+configuration that fails to load is refused with a log line and the old one stays.
+A worker also stops when its supervisor disappears (its parent process changes).
 """
 
 from __future__ import annotations
@@ -14,16 +21,21 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import sys
+import threading
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 
 from .._version import __version__
 from ..config import ServerConfig
+from ..server import Engine
 from ..smtp import SMTP
 from .banner import extensions, features, format_address, safety_warnings
 from .options import UsageError
@@ -32,14 +44,13 @@ __all__ = ["ServePlan", "check_event_loop", "serve_in_process"]
 
 log = logging.getLogger("smtpkit.cli")
 
-Ready = Callable[[list[Any]], object]
-#: ``serve(ready, stop)``: serves until ``stop`` is set.
-ServeFunc = Callable[[Ready, anyio.Event], Awaitable[None]]
 #: Seconds between two checks that a worker's supervisor is still there.
 PARENT_CHECK = 1.0
 #: Seconds an exit at once still waits for queued output to be written.
 EXIT_DRAIN = 1.0
 _AUTH_WITHOUT_TLS = "auth_required=True with auth_require_tls=False"
+#: Settings a reload cannot change: they need a restart.
+_RESTART_ONLY = ("listen", "loop", "workers.count")
 
 
 @dataclass
@@ -47,22 +58,37 @@ class ServePlan:
     """What one process serves, and how it introduces itself.
 
     Attributes:
-        serve: runs the server until its ``stop`` event is set.
-        probe: builds an unconnected protocol (to read its extensions).
-        config: the config it serves with.
+        factory_for: the protocol factory for a config (called again on reload).
+        config: the config it serves with (the reloaded one after SIGHUP).
         title: what is served, for the first log line.
+        lifespan: returns the lifespan to enter around serving, or None.
+        load_config: loads the config again for SIGHUP (None: the same settings,
+            with the certificate files read again).
+        refresh: reads the password files again on SIGHUP, or None.
         default_app: whether it is the embedded default (for the warnings).
         worker: the worker index under a supervisor, or None.
+        sock: a listening socket inherited from the supervisor, or None.
+        pid_file: a file to write this process's id to while it serves, or None.
+        ready_fd: a pipe to write one byte to once listening (for the supervisor
+            of a rolling restart), or None.
+        exit_at_once: whether a second signal exits the process at once
+            (``smtpkit run``) rather than cutting the sessions and returning.
         http: the capture UI's HTTP listener, started before SMTP listens
             (``await group.start(http, stop)``), or None.
     """
 
-    serve: ServeFunc
-    probe: Callable[[], SMTP]
+    factory_for: Callable[[ServerConfig], Callable[[], SMTP]]
     config: ServerConfig
     title: str
+    lifespan: Callable[[], AbstractAsyncContextManager[Any]] | None = None
+    load_config: Callable[[], ServerConfig] | None = None
+    refresh: Callable[[], None] | None = None
     default_app: bool = False
     worker: int | None = None
+    sock: socket.socket | None = None
+    pid_file: str | None = None
+    ready_fd: int | None = None
+    exit_at_once: bool = True
     http: Callable[..., Coroutine[Any, Any, Any]] | None = None
     error: BaseException | None = field(default=None, init=False)
 
@@ -112,13 +138,17 @@ async def _main(plan: ServePlan) -> None:
     loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]
     log.info("%s (pid %d, %s): serving %s", who, os.getpid(), loop, plan.title)
     async with anyio.create_task_group() as group:
-        group.start_soon(_watch_signals, stop, plan.config)
-        if plan.worker is not None:
-            group.start_soon(_watch_parent, stop, os.getppid())
         try:
+            engine = Engine(plan.factory_for(plan.config), plan.config, sock=plan.sock)
+            if threading.current_thread() is threading.main_thread():
+                await group.start(_watch_signals, stop, plan, engine)
+            if plan.worker is not None:
+                group.start_soon(_watch_parent, stop, os.getppid())
             if plan.http is not None:
                 await group.start(plan.http, stop)
-            await plan.serve(lambda addresses: _ready(plan, addresses), stop)
+            lifespan = plan.lifespan() if plan.lifespan is not None else None
+            with _pid_file(plan.pid_file):
+                await engine.serve(lifespan=lifespan, ready=lambda a: _ready(plan, a), stop=stop)
         except Exception as exc:
             plan.error = exc
         finally:
@@ -132,7 +162,7 @@ def _ready(plan: ServePlan, addresses: list[Any]) -> None:
     tls = " (implicit TLS)" if config.tls.implicit else ""
     for address in addresses:
         log.info("listening on %s%s", format_address(address), tls)
-    protocol = plan.probe()
+    protocol = plan.factory_for(config)()
     log.info("extensions: %s", extensions(protocol, config))
     options = features(protocol, config)
     if options:
@@ -140,26 +170,139 @@ def _ready(plan: ServePlan, addresses: list[Any]) -> None:
     if plan.worker is None or plan.worker == 1:
         for warning in safety_warnings(protocol, config, default_app=plan.default_app):
             log.warning("unsafe setting: %s", warning)
+    if plan.ready_fd is not None:
+        fd, plan.ready_fd = plan.ready_fd, None
+        with contextlib.suppress(OSError):
+            os.write(fd, b"1")
+        os.close(fd)
 
 
-async def _watch_signals(stop: anyio.Event, config: ServerConfig) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            name = signal.Signals(signum).name
-            if stop.is_set():
-                log.warning("%s received again: exiting at once", name)
-                _flush()
-                os._exit(128 + signum)
-            log.info(
-                "%s received: no new connections; idle sessions and sessions between "
-                "commands get 421 and are closed now; a command in progress (a DATA "
-                "transfer, a slow hook) gets up to %g s to finish (send %s again to exit "
-                "at once)",
-                name,
-                config.workers.graceful_timeout,
-                name,
+@contextlib.contextmanager
+def _pid_file(path: str | None) -> Iterator[None]:
+    """Write this process's id to ``path`` while serving; remove it after, if still ours."""
+    if path is None:
+        yield
+        return
+    write_pid_file(path)
+    try:
+        yield
+    finally:
+        remove_pid_file(path)
+
+
+def write_pid_file(path: str) -> None:
+    """Write this process's id to ``path`` (atomically: a reader never sees half of it)."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="ascii") as file:
+        file.write(f"{os.getpid()}\n")
+    os.replace(temporary, path)
+
+
+def remove_pid_file(path: str) -> None:
+    """Remove the pid file ``path`` if it still names this process."""
+    with contextlib.suppress(OSError, ValueError):
+        with open(path, encoding="ascii") as file:
+            if int(file.read().strip()) != os.getpid():
+                return
+        os.unlink(path)
+
+
+async def _watch_signals(
+    stop: anyio.Event,
+    plan: ServePlan,
+    engine: Engine,
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    with contextlib.ExitStack() as stack:
+        try:
+            signals = stack.enter_context(
+                anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
             )
-            stop.set()
+        except (NotImplementedError, ValueError):
+            task_status.started()  # this loop cannot handle signals: keep the defaults
+            return
+        task_status.started()
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                reload_plan(plan, engine)
+            elif stop.is_set():
+                _stop_at_once(signum, plan, engine)
+            else:
+                _stop_gracefully(signum, plan.config)
+                stop.set()
+
+
+def _stop_gracefully(signum: int, config: ServerConfig) -> None:
+    name = signal.Signals(signum).name
+    log.info(
+        "%s received: no new connections; idle sessions and sessions between "
+        "commands get 421 and are closed now; a command in progress (a DATA "
+        "transfer, a slow hook) gets up to %g s to finish (send %s again to exit "
+        "at once)",
+        name,
+        config.workers.graceful_timeout,
+        name,
+    )
+
+
+def _stop_at_once(signum: int, plan: ServePlan, engine: Engine) -> None:
+    name = signal.Signals(signum).name
+    if plan.exit_at_once:
+        log.warning("%s received again: exiting at once", name)
+        _flush()
+        os._exit(128 + signum)
+    log.warning(
+        "%s received again: closing the %d open session(s) at once",
+        name,
+        engine.open_connections(),
+    )
+    engine.abort()
+
+
+def reload_plan(plan: ServePlan, engine: Engine) -> bool:
+    """Load the config again and serve new connections with it; False if refused.
+
+    Args:
+        plan: what is served (its ``config`` becomes the new one).
+        engine: the running engine.
+    """
+    try:
+        config = plan.load_config() if plan.load_config is not None else plan.config.replace()
+        config.tls.server_context()  # the certificate files, read again
+        factory = plan.factory_for(config)
+        factory()  # one connection's settings: a bad value shows now, not per client
+    except Exception as exc:
+        log.error("SIGHUP: reload refused, the previous configuration stays: %s", exc)
+        return False
+    _warn_restart_only(plan.config, config)
+    if plan.refresh is not None:
+        plan.refresh()
+    engine.reload(factory, config)
+    plan.config = engine.config
+    logging.getLogger().setLevel(plan.config.log_level.upper())
+    log.info(
+        "SIGHUP: reloaded the configuration, certificates and password files; new sessions "
+        "use them, the %d open session(s) keep theirs",
+        engine.open_connections(),
+    )
+    return True
+
+
+def _warn_restart_only(old: ServerConfig, new: ServerConfig) -> None:
+    changed = [path for path in _RESTART_ONLY if _get(old, path) != _get(new, path)]
+    if changed:
+        log.warning(
+            "SIGHUP: %s changed, which only a restart applies; keeping the running values",
+            ", ".join(changed),
+        )
+
+
+def _get(config: ServerConfig, path: str) -> Any:
+    value: Any = config
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
 
 
 async def _watch_parent(stop: anyio.Event, parent: int) -> None:

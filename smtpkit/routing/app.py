@@ -10,20 +10,20 @@ see them.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import importlib.util
+import logging
 import re
-import signal
-import threading
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
-from anyio.abc import TaskStatus
 
 from .. import server as _server
-from ..config import ServerConfig
+from .._ratelimit import with_rate_limits
+from ..config import ConfigError, ServerConfig
 from ..smtp import SMTP
 from .blueprint import Blueprint, BlueprintSetupState
 from .compiler import AppBinding, CompiledSMTP, binding_for, compile_smtp_class
@@ -33,7 +33,12 @@ from .registry import CommandSpec, Entry, HookSpec, Owner, Registry, Route, Rout
 from .scaffold import Scaffold
 from .types import Lifespan
 
+if TYPE_CHECKING:
+    from .._cli.serving import ServePlan
+
 __all__ = ["App"]
+
+_log = logging.getLogger("smtpkit.app")
 
 _CLASS_NAME = re.compile(r"[^A-Za-z0-9_]")
 
@@ -224,7 +229,8 @@ class App(Scaffold):
         """A protocol factory for ``loop.create_server`` (compiles the app).
 
         The connections it creates share one connection limiter, built from
-        ``config.limits``.
+        ``config.limits`` and ``config.rate_limits.connections``; with message or
+        recipient rate limits, the handler is wrapped in a RateLimitedHandler.
 
         Args:
             config: settings to use instead of the app's.
@@ -235,9 +241,10 @@ class App(Scaffold):
         cls, handler, _ = self._compile("app.protocol_factory()")
         config = config if config is not None else self.config
         limiter = _server.connection_limiter(config)
+        limited = with_rate_limits(handler, config)
 
         def factory() -> SMTP:
-            return cls(handler, config=config, connection_limiter=limiter)
+            return cls(limited, config=config, connection_limiter=limiter)
 
         return factory
 
@@ -286,57 +293,88 @@ class App(Scaffold):
                 binding.state = {}
 
     def run(self, *, config: ServerConfig | None = None) -> None:
-        """Serve in the foreground until interrupted (Ctrl-C).
+        """Serve in the foreground until SIGTERM or SIGINT (Ctrl-C), as ``smtpkit run`` does.
 
-        Runs :meth:`serve` with :func:`anyio.run` on the asyncio backend, with
-        uvloop when ``config.loop == "uvloop"`` and uvloop is installed. The
-        first Ctrl-C (SIGINT) stops the server gracefully, as setting ``stop``
-        does; a second one stops it at once.
+        The same serving engine and start-up lines as ``smtpkit run``: the settings are
+        the app's config (or ``config``) overridden by the file named by
+        ``SMTPKIT_CONFIG`` and then by ``SMTPKIT_…`` environment variables; logging goes
+        to stderr at ``log_level`` unless the program configured logging itself. The
+        first SIGTERM or SIGINT stops accepting and lets the sessions in flight finish
+        (``workers.graceful_timeout``), a second one cuts them; then ``run()``
+        returns. SIGHUP reloads the config, the TLS certificates and the password
+        file; new sessions use them.
 
         Args:
             config: settings to use instead of the app's.
+
+        Raises:
+            SystemExit: the address cannot be bound (status 1), or a setting is
+                invalid (status 2); the one-line reason is printed to stderr first.
         """
-        config = config if config is not None else self.config
-        use_uvloop = config.loop == "uvloop" and importlib.util.find_spec("uvloop") is not None
-        with contextlib.suppress(KeyboardInterrupt):
-            anyio.run(
-                self._serve_until_interrupted,
-                config,
-                backend="asyncio",
-                backend_options={"use_uvloop": use_uvloop},
-            )
+        from .._cli.options import UsageError
+        from .._cli.serving import serve_in_process
 
-    async def _serve_until_interrupted(self, config: ServerConfig) -> None:
-        # SIGINT sets ``stop`` instead of letting the runner cancel the main
-        # task: on Python 3.10 the runner cannot tell that cancellation from
-        # any other (tasks have no uncancel()) and lets CancelledError escape
-        # from anyio.run instead of KeyboardInterrupt.
-        stop = anyio.Event()
-        async with anyio.create_task_group() as group:
-            if threading.current_thread() is threading.main_thread():
-                await group.start(_stop_on_interrupt, stop)
-            await self.serve(config=config, stop=stop)
-            group.cancel_scope.cancel()
-
-
-async def _stop_on_interrupt(
-    stop: anyio.Event, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """Set ``stop`` at the first SIGINT, then give SIGINT back its default handler.
-
-    The default handler raises KeyboardInterrupt, so a second Ctrl-C stops at
-    once. Where the loop cannot handle signals, Ctrl-C keeps that default.
-    """
-    with contextlib.ExitStack() as stack:
         try:
-            signals = stack.enter_context(anyio.open_signal_receiver(signal.SIGINT))
-        except NotImplementedError:
-            task_status.started()
-            return
-        task_status.started()
-        async for _ in signals:
-            break
-    stop.set()
+            plan = self._serve_plan(_foreground_config(config or self.config))
+            _configure_logging(plan.config.log_level)
+            plan.load_config = lambda: _foreground_config(config or self.config)
+            plan.exit_at_once = False
+            serve_in_process(plan)
+        except (UsageError, ConfigError) as exc:
+            _exit_with(str(exc), 2)
+        except OSError as exc:
+            reason = _server.listen_error(exc)
+            if reason is None:
+                raise
+            _exit_with(reason, 1)
+
+    def _serve_plan(self, config: ServerConfig, title: str | None = None) -> ServePlan:
+        """What ``run()`` and ``smtpkit run`` serve for this app."""
+        from .._cli.serving import ServePlan
+
+        self._compile("app.run()")
+        return ServePlan(
+            self.protocol_factory,
+            config,
+            title or f"App {self.name!r}",
+            lifespan=self._lifespan_context,
+            refresh=self._refresh_password_file,
+        )
+
+    def _refresh_password_file(self) -> None:
+        entry = self._registry.authenticator
+        if entry is not None:
+            refresh_password_file(entry.spec.func)
+
+
+def refresh_password_file(authenticator: Any) -> None:
+    """Read a password-file authenticator's file again; on failure keep its users, and log."""
+    reload = getattr(authenticator, "reload", None)
+    if not callable(reload) or not hasattr(authenticator, "path"):
+        return
+    try:
+        reload()
+    except (OSError, ValueError) as exc:
+        _log.error("keeping the previous users of %s: %s", authenticator.path, exc)
+
+
+def _foreground_config(base: ServerConfig) -> ServerConfig:
+    """``base`` overridden by the SMTPKIT_CONFIG file and SMTPKIT_ variables."""
+    from .._cli.settings import load_config
+
+    return load_config(argparse.Namespace(), base)
+
+
+def _configure_logging(level: str) -> None:
+    if not logging.getLogger().handlers:
+        from ..cli import configure_logging
+
+        configure_logging(level)
+
+
+def _exit_with(message: str, status: int) -> NoReturn:
+    print(f"smtpkit: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(status)
 
 
 def _describe(spec: Spec) -> str:
