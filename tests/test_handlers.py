@@ -29,6 +29,7 @@ from cli.helpers import Command
 from smtpkit import handlers
 from smtpkit.controller import Controller, UnixSocketController
 from smtpkit.handlers import AsyncMessage, Debugging, Mailbox, Message, Proxy, Sink
+from smtpkit.handlers._mailbox import _MaildirCommitter
 
 HOST = "127.0.0.1"
 
@@ -853,3 +854,173 @@ def test_a_killed_server_leaves_only_tmp_files_which_a_restart_cleans(tmp_path: 
         assert maildir_files(root, "new") == []
     finally:
         second.stop()
+
+
+# -- Mailbox: group commit ------------------------------------------------------
+
+
+def numbered_message(index: int) -> bytes:
+    """A message whose every line says which one it is, so a mix-up shows."""
+    lines = [f"Subject: message {index}", f"Message-ID: <m{index}@example.com>", ""]
+    lines += [f"line {line} of message {index} " + "z" * (index % 50) for line in range(40)]
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+async def send_concurrently(port: int, sessions: int, per_session: int) -> list[tuple[str, bytes]]:
+    """Send from ``sessions`` clients at once; return (sender, message) for every 250."""
+    accepted: list[tuple[str, bytes]] = []
+
+    async def session(number: int) -> None:
+        async with aiosmtplib.SMTP(hostname=HOST, port=port, timeout=120) as client:
+            for one in range(per_session):
+                index = number * per_session + one
+                sender, message = f"s{index}@example.com", numbered_message(index)
+                await client.sendmail(sender, ["rcpt@example.com"], message)
+                accepted.append((sender, message))
+
+    await asyncio.gather(*(session(number) for number in range(sessions)))
+    return accepted
+
+
+def test_mailbox_concurrent_deliveries_each_land_once_and_intact(tmp_path: Path) -> None:
+    root = tmp_path / "Maildir"
+    with serving(Mailbox(root)) as controller:
+        accepted = asyncio.run(send_concurrently(controller.port, sessions=40, per_session=5))
+    assert len(accepted) == 200
+    stored: dict[str, bytes] = {}
+    for path in maildir_files(root, "new"):
+        header, _, body = path.read_bytes().partition(b"X-RcptTo: rcpt@example.com\n")
+        sender = header.split(b"X-MailFrom: ")[1].strip().decode()
+        assert sender not in stored, f"{sender}'s message is stored twice"
+        stored[sender] = body
+    assert maildir_files(root, "tmp") == []
+    assert stored == {sender: message.replace(b"\r\n", b"\n") for sender, message in accepted}
+
+
+class RecordingCommitter(_MaildirCommitter):
+    """Records each disk step in order; can hold its first sync of new/ back.
+
+    With ``hold_first_sync_for`` set, the first sync of ``new/`` waits until
+    that many renames have happened (or 60 s), so the renames made meanwhile
+    must be covered by a later sync.
+    """
+
+    def __init__(self, new_dir: Path, hold_first_sync_for: int = 0) -> None:
+        super().__init__(new_dir)
+        self.events: list[tuple[str, str]] = []
+        self.renamed = threading.Condition()
+        self.renames = 0
+        self.hold_first_sync_for = hold_first_sync_for
+        self.syncs = 0
+
+    def record(self, event: str, name: str = "") -> None:
+        with self.renamed:
+            self.events.append((event, name))
+
+    def sync_file(self, file: io.BufferedWriter, path: Path) -> None:
+        super().sync_file(file, path)
+        self.record("data synced", path.name)
+
+    def rename(self, tmp_path: Path, new_path: Path) -> None:
+        super().rename(tmp_path, new_path)
+        with self.renamed:
+            self.events.append(("renamed", new_path.name))
+            self.renames += 1
+            self.renamed.notify_all()
+
+    def sync_directory(self, path: Path) -> None:
+        assert path == self.new_dir
+        with self.renamed:
+            self.syncs += 1
+            first = self.syncs == 1
+            self.events.append(("dir sync started", ""))
+            if first and self.hold_first_sync_for:
+                want = self.hold_first_sync_for
+                self.renamed.wait_for(lambda: self.renames >= want, timeout=60)
+        super().sync_directory(path)
+        self.record("dir sync done")
+
+
+class RecordingMailbox(Mailbox):
+    """A Mailbox whose committer records; the reply to each message is recorded too."""
+
+    def __init__(self, mail_dir: Path, hold_first_sync_for: int = 0) -> None:
+        self.hold_first_sync_for = hold_first_sync_for
+        self.file_of: dict[str, str] = {}
+        super().__init__(mail_dir)
+
+    def _make_committer(self, new_dir: Path) -> RecordingCommitter:
+        self.recorder = RecordingCommitter(new_dir, self.hold_first_sync_for)
+        return self.recorder
+
+    def _new_delivery(self, session: Any, envelope: Any) -> Any:
+        delivery = super()._new_delivery(session, envelope)
+        self.file_of[envelope.mail_from] = delivery._name
+        return delivery
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        # What handle_DATA returns is what the client is sent, after this.
+        self.recorder.record(f"returned {reply}", self.file_of[envelope.mail_from])
+        return reply
+
+
+def check_acknowledged_after_durable(events: list[tuple[str, str]], name: str) -> None:
+    """The reply to ``name`` follows its data sync, its rename, and a whole later dir sync."""
+    position = {event: index for index, event in enumerate(events)}
+    synced = position[("data synced", name)]
+    renamed = position[("renamed", name)]
+    replied = position[("returned 250 OK", name)]
+    assert synced < renamed < replied, events
+    covering = [
+        start
+        for start, event in enumerate(events)
+        if event[0] == "dir sync started"
+        and renamed < start
+        and ("dir sync done", "") in events[start + 1 : replied]
+    ]
+    assert covering, f"{name} got its 250 with no sync of new/ after its rename: {events}"
+
+
+def send_from_threads(port: int, count: int) -> None:
+    """Send one message from each of ``count`` smtplib clients at once."""
+    errors: list[BaseException] = []
+
+    def send(index: int) -> None:
+        try:
+            with smtplib.SMTP(HOST, port, timeout=120) as client:
+                client.sendmail(f"s{index}@example.com", ["r@example.com"], MESSAGE)
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert errors == []
+
+
+def test_mailbox_replies_250_only_after_rename_and_directory_sync(tmp_path: Path) -> None:
+    handler = RecordingMailbox(tmp_path / "Maildir")
+    with serving(handler) as controller:
+        send_from_threads(controller.port, 8)
+    events = handler.recorder.events
+    assert len(handler.file_of) == 8
+    for name in handler.file_of.values():
+        check_acknowledged_after_durable(events, name)
+
+
+def test_mailbox_shares_one_directory_sync_among_waiting_messages(tmp_path: Path) -> None:
+    # Five messages at once (the worker threads can hold five): the first sync of new/
+    # is held until all five are renamed, so the four others wait for one more sync,
+    # which covers them all.
+    handler = RecordingMailbox(tmp_path / "Maildir", hold_first_sync_for=5)
+    with serving(handler) as controller:
+        send_from_threads(controller.port, 5)
+    events = handler.recorder.events
+    assert handler.recorder.renames == 5
+    assert handler.recorder.syncs <= 2, events
+    for name in handler.file_of.values():
+        check_acknowledged_after_durable(events, name)
+    assert len(maildir_files(tmp_path / "Maildir", "new")) == 5

@@ -138,19 +138,20 @@ class _MaildirDelivery:
         self._pending.clear()
         self._pending_size = 0
 
-    def commit(self) -> Path:
-        """Make the message durable in ``new/`` and return its path (worker thread)."""
+    def commit(self, committer: _MaildirCommitter) -> Path:
+        """Make the message durable in ``new/`` and return its path (worker thread).
+
+        Args:
+            committer: the Maildir's committer, which syncs the data, renames
+                the file and shares the sync of ``new/`` with other messages.
+        """
         self._pending.append(self._carry)
         self._carry = b""
         self.flush()
         assert self._file is not None  # flush() opened it
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        committer.sync_file(self._file, self._tmp_path)
         self._file.close()
-        new_path = self._new_dir / self._name
-        os.rename(self._tmp_path, new_path)
-        _fsync_directory(self._new_dir)
-        return new_path
+        return committer.publish(self._tmp_path, self._new_dir / self._name)
 
     def discard(self) -> None:
         """Close and delete the tmp file, if any (worker thread)."""
@@ -162,12 +163,88 @@ class _MaildirDelivery:
             os.unlink(self._tmp_path)
 
 
+class _MaildirCommitter:
+    """Group commit for one Maildir: one fsync of ``new/`` covers many renames.
+
+    Each message's data is synced by its own worker thread, so those syncs
+    overlap. After its rename a message needs a sync of ``new/`` that *started*
+    after the rename; one such sync covers every rename finished before it
+    began. So the first message to wait runs the sync while the others wait;
+    the renames that finished before it started are durable when it ends,
+    and the later ones wait for the next sync, run by one of them.
+
+    The three disk steps are methods, so a subclass can watch or change them.
+    All methods block and run in worker threads.
+    """
+
+    def __init__(self, new_dir: Path) -> None:
+        self.new_dir = new_dir
+        self._cond = threading.Condition()
+        self._renamed = 0  # renames finished so far; each one's number is its ticket
+        self._synced = 0  # the last ticket a finished sync of new/ covers
+        self._syncing = False
+
+    def sync_file(self, file: io.BufferedWriter, path: Path) -> None:
+        """Write ``file``'s buffer and fsync it: the message's data is on disk.
+
+        Args:
+            file: the open message file.
+            path: where it is (in ``tmp/``).
+        """
+        file.flush()
+        os.fsync(file.fileno())
+
+    def rename(self, tmp_path: Path, new_path: Path) -> None:
+        """Move a complete message into ``new/`` (atomic, not yet durable)."""
+        os.rename(tmp_path, new_path)
+
+    def sync_directory(self, path: Path) -> None:
+        """Fsync the directory ``path``: the renames into it are on disk."""
+        _fsync_directory(path)
+
+    def publish(self, tmp_path: Path, new_path: Path) -> Path:
+        """Rename a synced message into ``new/``; return once the rename is durable.
+
+        Raises:
+            OSError: the rename or the sync of ``new/`` failed.
+        """
+        self.rename(tmp_path, new_path)
+        with self._cond:
+            self._renamed += 1
+            ticket = self._renamed
+            while self._synced < ticket:
+                if self._syncing:
+                    self._cond.wait()
+                else:
+                    self._sync_for_waiters()
+        return new_path
+
+    def _sync_for_waiters(self) -> None:
+        """Sync ``new/`` for every rename finished so far (entered and left with the lock)."""
+        self._syncing = True
+        covered = self._renamed
+        self._cond.release()
+        done = False
+        try:
+            self.sync_directory(self.new_dir)
+            done = True
+        finally:
+            self._cond.acquire()
+            self._syncing = False
+            if done:
+                self._synced = max(self._synced, covered)
+            # On failure the waiters wake too, and one of them tries again.
+            self._cond.notify_all()
+
+
 class Mailbox(Message):
     """Store each message durably in a Maildir.
 
     The message is written to ``tmp/``, flushed and fsync'ed, renamed into
     ``new/`` and the ``new/`` directory is fsync'ed before the client gets its
-    ``250``. All disk work runs in a worker thread. The handler implements the
+    ``250``. Messages stored at the same time share that last fsync (group
+    commit): one fsync of ``new/`` covers every rename that finished before it
+    began. All disk work runs in worker threads. The handler implements the
     streaming hooks, so the message goes to disk as it arrives and never sits
     in memory whole; an aborted transfer leaves nothing behind.
 
@@ -206,6 +283,7 @@ class Mailbox(Message):
         self.mail_dir = mail_dir
         super().__init__(message_class)
         self._names = _MaildirNames()
+        self._committer = self._make_committer(self._path / "new")
         # Keyed by id(envelope); the envelope itself is kept in the value so
         # its id cannot be reused while the delivery is open.
         self._open: dict[int, tuple[Envelope, _MaildirDelivery]] = {}
@@ -373,10 +451,14 @@ class Mailbox(Message):
         )
         return _MaildirDelivery(self._path, self._names.next(), headers.encode("ascii"))
 
+    def _make_committer(self, new_dir: Path) -> _MaildirCommitter:
+        """The committer every delivery into this Maildir goes through."""
+        return _MaildirCommitter(new_dir)
+
     def _commit_or_discard(self, delivery: _MaildirDelivery) -> None:
         """Commit ``delivery`` (worker thread), then clean ``tmp/`` if it is time."""
         try:
-            delivery.commit()
+            delivery.commit(self._committer)
         except BaseException:
             delivery.discard()
             raise
