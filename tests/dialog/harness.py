@@ -6,6 +6,9 @@ The SMTP protocol is an asyncio protocol: it only ever sees
 transport. This module plays the other side of that surface, so a
 conversation runs in microseconds and a 300-second timeout in no time at all:
 
+Each part has its module (:mod:`dialog.transport`, :mod:`dialog.clock`,
+:mod:`dialog.expect`); this one puts them together and exports them all.
+
 * :class:`FakeTransport` records what the server writes, tells whether it
   closed or aborted, holds back input while reading is paused, and lets a test
   stop the "network" from taking writes (``pause_writing``) or send EOF.
@@ -90,11 +93,14 @@ folders.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+
+from dialog.clock import VirtualClockLoop
+from dialog.expect import Expected, check_replies, code, prefix, split_lines
+from dialog.transport import FakeTransport
 
 __all__ = [
     "ABORTED",
@@ -116,289 +122,10 @@ __all__ = [
     "run_dialog",
 ]
 
-#: One expected reply line: the exact text, or a pattern the whole line matches.
-Expected = str | re.Pattern[str]
-
-#: The addresses a fake transport reports (RFC 5737 documentation addresses).
-PEER = ("192.0.2.10", 50025)
-SOCKNAME = ("192.0.2.1", 25)
-#: asyncio's default high-water mark of a transport's write buffer.
-DEFAULT_HIGH_WATER = 64 * 1024
-#: Turns of the loop after which "never idle" is taken for a runaway.
-MAX_TURNS = 100_000
-
-
-def prefix(text: str) -> re.Pattern[str]:
-    """A pattern for a reply line that starts with ``text`` (``prefix("220 ")``)."""
-    return re.compile(re.escape(text) + ".*", re.DOTALL)
-
-
-def code(number: int | str) -> re.Pattern[str]:
-    """A pattern for any reply line with the code ``number``, last line or not."""
-    return re.compile(rf"{number}[ -].*|{number}", re.DOTALL)
-
 
 # ----------------------------------------------------------------------
-# The virtual clock
-
-
-class VirtualClockLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock moves only when the test says so.
-
-    ``time()`` starts at 0.0. :meth:`run_until_idle` runs every callback and
-    task step that is ready; :meth:`advance` moves the clock forward, stopping
-    at each timer on the way so that it runs at its own moment.
-
-    The loop never waits in ``select`` for a timer: while it runs, the helper
-    coroutine driving it always has a step ready. Idleness is read from the
-    base loop's ready queue and timer heap (``_ready``, ``_scheduled``),
-    which every asyncio since 3.4 keeps under these names. Work handed to a
-    thread (``run_in_executor``, ``anyio.to_thread``) is not waited for:
-    dialogs are for code that runs on the loop.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._virtual_now = 0.0
-        #: What the loop's exception handler was given (context dicts).
-        self.errors: list[dict[str, Any]] = []
-        self.set_exception_handler(self._record_error)
-
-    def time(self) -> float:
-        return self._virtual_now
-
-    def _record_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        self.errors.append(context)
-
-    def _next_timer(self) -> float | None:
-        """When the earliest timer that is still wanted falls due."""
-        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
-        return min((h.when() for h in scheduled if not h.cancelled()), default=None)
-
-    def _busy(self) -> bool:
-        ready: Sequence[asyncio.Handle] = self._ready  # type: ignore[attr-defined]
-        if any(not handle.cancelled() for handle in ready):
-            return True
-        due = self._next_timer()
-        return due is not None and due <= self._virtual_now
-
-    async def _until_idle(self) -> None:
-        # Each sleep(0) lets everything scheduled before it run once; the
-        # loop is idle when, back here, nothing else is ready or due.
-        await asyncio.sleep(0)
-        for _ in range(MAX_TURNS):
-            if not self._busy():
-                return
-            await asyncio.sleep(0)
-        raise RuntimeError(
-            f"the loop was still busy after {MAX_TURNS} turns at t={self._virtual_now}: "
-            "a callback that reschedules itself without end?"
-        )
-
-    def run_until_idle(self) -> None:
-        """Run until no callback is ready and no timer is due (time stands still)."""
-        self.run_until_complete(self._until_idle())
-
-    def advance(self, seconds: float) -> None:
-        """Move the clock ``seconds`` forward, running what falls due on the way.
-
-        Raises:
-            ValueError: when ``seconds`` is negative (time does not go back).
-        """
-        if seconds < 0:
-            raise ValueError(f"advance() takes seconds >= 0, not {seconds!r}")
-        target = self._virtual_now + seconds
-        self.run_until_idle()
-        while True:
-            due = self._next_timer()
-            if due is None or due > target:
-                break
-            self._virtual_now = max(self._virtual_now, due)
-            self.run_until_idle()
-        self._virtual_now = target
-        self.run_until_idle()
-
-
-# ----------------------------------------------------------------------
-# The fake transport
-
-
-class FakeTransport(asyncio.Transport):
-    """The server's side of a connection that exists only in memory.
-
-    Args:
-        loop: the loop the protocol runs on (callbacks go through it, as a
-            real transport's do).
-        protocol: the protocol to drive.
-        extra: ``get_extra_info`` values; ``peername`` and ``sockname``
-            default to documentation addresses, ``ssl_object`` to None.
-    """
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        protocol: asyncio.Protocol,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__({"peername": PEER, "sockname": SOCKNAME, **(extra or {})})
-        self._loop = loop
-        self._protocol = protocol
-        #: Bytes the client has received (sent while it was reading).
-        self.sent = bytearray()
-        #: The argument of each write() call that reached the client, in order.
-        self.writes: list[bytes] = []
-        #: Bytes written while the client did not read.
-        self.unsent = bytearray()
-        #: Bytes written after close() or abort(): a server bug.
-        self.late_writes = bytearray()
-        self.closing = False
-        self.aborted = False
-        self.lost = False
-        self.reading = True
-        #: False while the client does not read: writes stay in ``unsent``.
-        self.taking_writes = True
-        #: True from pause_writing() to resume_writing() of the protocol.
-        self.protocol_paused = False
-        self.high_water = DEFAULT_HIGH_WATER
-        self._held: list[bytes] = []
-
-    # What the protocol calls -------------------------------------------
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"write() takes bytes, not {type(data).__name__}")
-        if self.closing:
-            self.late_writes += data
-        elif not self.taking_writes:
-            self.unsent += data
-            if len(self.unsent) > self.high_water and not self.protocol_paused:
-                # As asyncio's transports do, from inside write().
-                self.protocol_paused = True
-                self._protocol.pause_writing()
-        else:
-            self.sent += data
-            self.writes.append(bytes(data))
-
-    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        for data in list_of_data:
-            self.write(data)
-
-    def can_write_eof(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        """Close once what is unsent has left (at once when the client reads)."""
-        if self.closing:
-            return
-        self.closing = True
-        if not self.unsent:
-            self._loop.call_soon(self._lose)
-
-    def abort(self) -> None:
-        """Drop the connection and whatever is unsent."""
-        if self.closing and not self.unsent:
-            return  # closed with everything sent: connection_lost is on its way
-        self.closing = True
-        self.aborted = True
-        self.unsent.clear()
-        self._loop.call_soon(self._lose)
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        if self.reading:
-            return
-        self.reading = True
-        held, self._held = self._held, []
-        for data in held:
-            self._loop.call_soon(self._deliver, data)
-
-    def is_reading(self) -> bool:
-        return self.reading
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if high < 0 or (low is not None and not 0 <= low <= high):
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self.high_water = high
-
-    def get_write_buffer_size(self) -> int:
-        return len(self.unsent)
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._protocol
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        assert isinstance(protocol, asyncio.Protocol)
-        self._protocol = protocol
-
-    # What the test calls (the client's and the network's doings) ------
-
-    def feed(self, data: bytes) -> None:
-        """The client sends ``data``; held back while reading is paused."""
-        if self.lost:
-            raise ConnectionError(f"cannot send {data[:40]!r}: the connection is closed")
-        if self.reading:
-            self._loop.call_soon(self._deliver, data)
-        else:
-            self._held.append(data)
-
-    def feed_eof(self) -> None:
-        """The client half-closes; the transport closes unless the protocol keeps it."""
-        self._loop.call_soon(self._deliver_eof)
-
-    def stop_taking_writes(self, *, full: bool = True) -> None:
-        """The client stops reading: what the server writes stays unsent.
-
-        Args:
-            full: the transport's buffer is full already, so the protocol is
-                paused now; otherwise only once ``high_water`` bytes wait.
-        """
-        self.taking_writes = False
-        if full and not self.protocol_paused:
-            self.protocol_paused = True
-            self._loop.call_soon(self._protocol.pause_writing)
-
-    def take_writes(self) -> None:
-        """The client reads again: the unsent bytes leave, the protocol resumes."""
-        self.taking_writes = True
-        if self.unsent:
-            self.sent += self.unsent
-            self.writes.append(bytes(self.unsent))
-            self.unsent.clear()
-        if self.closing:
-            self._loop.call_soon(self._lose)
-        elif self.protocol_paused:
-            self.protocol_paused = False
-            self._loop.call_soon(self._protocol.resume_writing)
-
-    def _deliver(self, data: bytes) -> None:
-        if not self.closing:
-            self._protocol.data_received(data)
-
-    def _deliver_eof(self) -> None:
-        if self.closing:
-            return
-        keep_open = self._protocol.eof_received()
-        if not keep_open:
-            self.close()
-
-    def _lose(self) -> None:
-        if not self.lost:
-            self.lost = True
-            self._protocol.connection_lost(None)
-
-
-# ----------------------------------------------------------------------
-# Steps of a dialog
-
-
-# Each step knows what to do to a dialog (``act``) and which replies follow.
+# Steps of a dialog: each knows what to do to a dialog (``act``); its
+# ``replies`` are what must follow.
 
 
 @dataclass(frozen=True)
@@ -490,41 +217,6 @@ Step = (
 # The dialog
 
 
-def _split_lines(data: bytes) -> list[str]:
-    """Reply lines of ``data``; each must end with CRLF and hold no other CR or LF."""
-    if not data:
-        return []
-    if not data.endswith(b"\r\n"):
-        raise AssertionError(f"server output does not end with CRLF: {data[-200:]!r}")
-    lines = data[:-2].split(b"\r\n")
-    for line in lines:
-        if b"\r" in line or b"\n" in line:
-            raise AssertionError(f"bare CR or LF in the reply line {line!r}")
-    return [line.decode("utf-8", "replace") for line in lines]
-
-
-def _matches(expected: Expected, line: str) -> bool:
-    if isinstance(expected, str):
-        return expected == line
-    return expected.fullmatch(line) is not None
-
-
-def _show(expected: Expected) -> str:
-    return repr(expected) if isinstance(expected, str) else f"/{expected.pattern}/"
-
-
-def check_replies(got: Sequence[str], expected: Sequence[Expected], what: str) -> None:
-    """Fail, showing both lists, unless ``got`` matches ``expected`` line by line.
-
-    Raises:
-        AssertionError: naming the step ``what``, the lines expected and got.
-    """
-    if len(got) == len(expected) and all(map(_matches, expected, got)):
-        return
-    shown = ", ".join(map(_show, expected))
-    raise AssertionError(f"after {what}:\n  expected [{shown}]\n  got      {list(got)!r}")
-
-
 @dataclass
 class Dialog:
     """One server protocol on a fake transport, driven step by step.
@@ -577,7 +269,7 @@ class Dialog:
         """The reply lines the client received since the last call."""
         data = bytes(self.transport.sent[self._read :])
         self._read = len(self.transport.sent)
-        return _split_lines(data)
+        return split_lines(data)
 
     def send(self, data: bytes) -> list[str]:
         """The client sends ``data``; return the replies once the server is idle."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dialog import harness
+from dialog import clock, harness
 from dialog.harness import (
     ABORTED,
     CLOSED,
@@ -93,7 +93,7 @@ def test_advance_refuses_to_go_back(loop: VirtualClockLoop) -> None:
 def test_a_loop_that_never_goes_idle_is_reported(
     loop: VirtualClockLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(harness, "MAX_TURNS", 1000)
+    monkeypatch.setattr(clock, "MAX_TURNS", 1000)
 
     def again() -> None:
         loop.call_soon(again)
