@@ -15,6 +15,11 @@ A multi-line reply is accepted as a list of lines or as one string of lines
 joined by CRLF; every line carries the same code, ``-`` after the code on all
 lines but the last.
 
+With ENHANCEDSTATUSCODES on (RFC 2034), :func:`enhanced_lines` also checks the
+RFC 3463 code after the reply code, when there is one: its class is the reply
+code's first digit (``250 5.1.1`` is refused); a line without one gets the
+default for its code.
+
 This module is I/O-free.
 """
 
@@ -23,7 +28,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["ReplyError", "reply_lines"]
+from ._replies import looks_enhanced, with_enhanced
+
+__all__ = ["ReplyError", "enhanced_lines", "reply_lines"]
 
 # One line without its CRLF: a code from 200 to 599, then a separator and
 # text, or nothing. CR and LF may not appear inside a line.
@@ -104,3 +111,27 @@ def _check_multiline(lines: list[str]) -> None:
         raise ReplyError(f"the lines of one reply have different codes ({code}, {last[:3]})")
     if last[3:4] == "-":
         raise ReplyError(f"the last reply line {last[:40]!r} says more lines follow ('-')")
+
+
+def enhanced_lines(lines: list[str | bytes]) -> list[str | bytes]:
+    """Checked reply lines (see :func:`reply_lines`) with an enhanced code each.
+
+    Args:
+        lines: the lines :func:`reply_lines` returned.
+
+    Returns:
+        The lines, each 2xx/4xx/5xx one with an RFC 3463 code after the
+        reply code (the default for the code where the line had none).
+
+    Raises:
+        ReplyError: a line's enhanced code has another class than its code.
+    """
+    for line in lines:
+        text = line.decode("utf-8", "surrogateescape") if isinstance(line, bytes) else line
+        word = text[4:].partition(" ")[0]
+        if looks_enhanced(word) and word[0] != text[0]:
+            raise ReplyError(
+                f"enhanced status code {word} does not match reply code {text[:3]} "
+                f"(expected {text[0]}.x.x)"
+            )
+    return [with_enhanced(line) for line in lines]

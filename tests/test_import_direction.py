@@ -31,6 +31,8 @@ PURE_MODULES = [
     "smtpkit.proxy_protocol._trust",
     "smtpkit.proxy_protocol._compat",
     "smtpkit.auth.sasl",
+    "smtpkit._replies",
+    "smtpkit._reply_check",
 ]
 
 SCRIPT = """
