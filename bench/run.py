@@ -235,7 +235,8 @@ def main(argv: list[str]) -> int:
     text = report.render(run)
     print(text)
     if args.write_docs:
-        docs.publish(paths.DOCS_PAGE, text, quick=bool(run.get("quick")))
+        complete = set(SECTIONS) <= set(run["results"])
+        docs.publish(paths.DOCS_PAGE, text, quick=bool(run.get("quick")), complete=complete)
         print(f"run.py: updated {paths.DOCS_PAGE}", file=sys.stderr)
     return 0
 

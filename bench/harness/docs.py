@@ -1,9 +1,9 @@
 """Replace the generated results sections of docs/performance.md.
 
 The page has two generated blocks: the published run (a full run), and below it the latest
-quick run, which ``--quick --write-docs`` fills in. A full run with ``--write-docs``
-replaces the first and empties the second, so that the page never shows a quick run
-older than the full one.
+quick run, which ``--quick --write-docs`` fills in. A full run of every section with
+``--write-docs`` replaces the first and empties the second, so that the page never shows a
+quick run older than a complete full one.
 """
 
 from __future__ import annotations
@@ -31,9 +31,15 @@ def replace_section(page: Path, body: str, begin: str = BEGIN, end: str = END) -
     page.write_text(new, encoding="utf-8")
 
 
-def publish(page: Path, body: str, quick: bool) -> None:
-    """Write a run's report into its block: the quick block, or the main one (and empty the
-    quick block, when the page has one).
+def publish(page: Path, body: str, *, quick: bool, complete: bool) -> None:
+    """Write a run's report into its block: the quick block, or the main one.
+
+    Args:
+        page: The page.
+        body: The report.
+        quick: Whether the run was a quick one.
+        complete: Whether it ran every section; a complete full run also empties the
+            quick block, when the page has one.
 
     Raises:
         ValueError: If the page lacks the markers of the block to write.
@@ -42,5 +48,5 @@ def publish(page: Path, body: str, quick: bool) -> None:
         replace_section(page, body, QUICK_BEGIN, QUICK_END)
         return
     replace_section(page, body)
-    if QUICK_BEGIN in page.read_text(encoding="utf-8"):
+    if complete and QUICK_BEGIN in page.read_text(encoding="utf-8"):
         replace_section(page, "", QUICK_BEGIN, QUICK_END)
