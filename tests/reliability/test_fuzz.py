@@ -8,18 +8,23 @@ the server says, for a bounded time. After every session a probe client must sti
 its 250 for a whole message; the server must never log an internal error, and its
 resident memory (``VmRSS``) must not grow beyond a generous bound. A second server,
 started with ``--proxy-protocol``, gets PROXY v1/v2 headers made whole, cut short and
-mangled, while its probe comes through a PROXY v1 header as from HAProxy.
+mangled, while its probe comes through a PROXY v1 header as from HAProxy; a third, with
+a certificate, gets real ClientHellos cut short, changed or followed by garbage after
+STARTTLS, while its probe uses STARTTLS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from cli.helpers import Command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -146,29 +151,44 @@ class ProxiedSMTP(smtplib.SMTP):
 
 
 class Probe:
-    """A client that sends one whole message after each fuzz session."""
+    """A client that sends one whole message after each fuzz session.
 
-    def __init__(self, server: Command, port: int, maildir: Path, *, proxy: bool = False) -> None:
+    With ``tls``, the probe uses STARTTLS, trusting ``tls``.
+    """
+
+    def __init__(
+        self,
+        server: Command,
+        port: int,
+        maildir: Path,
+        *,
+        proxy: bool = False,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.server = server
         self.port = port
         self.maildir = maildir
         self.count = 0
         self._client = ProxiedSMTP if proxy else smtplib.SMTP
+        self._tls = tls
 
     def check(self) -> None:
         self.count += 1
         message = make_message(f"probe-{self.count}@test", 300)
         with self._client(HOST, self.port, timeout=READY) as client:
+            if self._tls is not None:
+                client.starttls(context=self._tls)
             code, _ = client.noop()
             assert code == 250
             refused = client.sendmail("a@example.com", ["b@example.com"], message.data)
         assert refused == {}
 
 
-def start_target(folder: Path, *args: str) -> Iterator[Probe]:
+def start_target(folder: Path, *args: str, tls: ssl.SSLContext | None = None) -> Iterator[Probe]:
     command = Command(["run", "--port", "0", "--maildir", str(folder / "mail"), *args], folder)
     try:
-        yield Probe(command, command.port(), folder / "mail", proxy="--proxy-protocol" in args)
+        proxy = "--proxy-protocol" in args
+        yield Probe(command, command.port(), folder / "mail", proxy=proxy, tls=tls)
     finally:
         command.stop()
 
@@ -176,6 +196,30 @@ def start_target(folder: Path, *args: str) -> Iterator[Probe]:
 @pytest.fixture(scope="module")
 def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
     yield from start_target(tmp_path_factory.mktemp("fuzz"))
+
+
+@pytest.fixture(scope="module")
+def tls_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Probe]:
+    """A server offering STARTTLS with a certificate of a test CA."""
+    folder = tmp_path_factory.mktemp("fuzz-tls")
+    authority = trustme.CA()
+    authority.issue_cert("localhost", HOST).private_key_and_cert_chain_pem.write_to_path(
+        folder / "server.pem"
+    )
+    client = ssl.create_default_context()
+    authority.configure_trust(client)
+    client.check_hostname = False  # smtplib names the peer by its address
+    yield from start_target(folder, "--tls-cert", str(folder / "server.pem"), tls=client)
+
+
+def client_hello() -> bytes:
+    """The first flight of a real TLS client (a ClientHello), made in memory."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    context = ssl.create_default_context()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +297,48 @@ def test_any_proxy_header_leaves_the_server_serving(
     assert proxy_target.server.process.poll() is None, proxy_target.server.output()
     proxy_target.check()
     assert internal_errors(proxy_target.server) == []
+
+
+@st.composite
+def broken_hellos(draw: st.DrawFn, hello: bytes) -> bytes:
+    """A real ClientHello cut short, with a byte changed, or followed by garbage."""
+    cut = draw(st.integers(0, len(hello)))
+    data = bytearray(hello[:cut])
+    if data and draw(st.booleans()):
+        data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data) + draw(st.binary(max_size=200))
+
+
+HELLO = client_hello()
+
+
+@settings(
+    max_examples=EXAMPLES // 2,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(hello=broken_hellos(HELLO), before=st.sampled_from([b"", b"NOOP\r\n"]))
+def test_any_broken_handshake_leaves_the_server_serving(
+    tls_target: Probe, hello: bytes, before: bytes
+) -> None:
+    with socket.create_connection((HOST, tls_target.port), timeout=SESSION_TIME) as sock:
+        replies = sock.makefile("rb")
+        assert replies.readline().startswith(b"220 ")  # the greeting
+        sock.sendall(b"EHLO fuzz.example\r\n" + before + b"STARTTLS\r\n")
+        # Bytes sent with STARTTLS are discarded: wait for its 220, then shake hands.
+        line = b"-"
+        while line and not line.startswith(b"220 "):
+            line = replies.readline()
+        assert line, "the server closed before its reply to STARTTLS"
+        sock.sendall(hello)
+        sock.shutdown(socket.SHUT_WR)
+        with contextlib.suppress(OSError):  # the server closes (or times out: SESSION_TIME)
+            while sock.recv(65536):
+                pass
+    assert tls_target.server.process.poll() is None, tls_target.server.output()
+    tls_target.check()
+    assert internal_errors(tls_target.server) == []
 
 
 def test_ten_thousand_recipients(fuzz_target: Probe) -> None:
