@@ -34,10 +34,11 @@ async def one_session(port: int, messages: list[Outgoing], source: str) -> list[
     )
     async with client:
         for message in messages:
+            # aiosmtplib raises unless the message got its 250.
             errors, reply = await client.sendmail(
                 "sender@example.com", ["rcpt@example.com"], message.data
             )
-            assert not errors and reply.startswith("OK"), (errors, reply)
+            assert not errors, (errors, reply)
             accepted.append(message.message_id)
     return accepted
 
