@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ._connection import INTERNAL_ERROR, Connection, _ssl_info
-from ._data import DataDecoder
+from ._constants import MISSING
 from ._grammar import GrammarError, parse_params, parse_path, strip_keyword
 from ._syntax import syntax
-from .auth._command import MISSING
+from ._transfer import Transfer
 
 log = logging.getLogger("smtpkit.smtp")
 
@@ -418,49 +418,55 @@ class Commands(Connection):
     async def _receive_data(self) -> str | None:
         """Read the message into the envelope; return an error reply or None."""
         assert self.envelope is not None
-        decoder = DataDecoder(self.data_size_limit, self.line_length_limit)
         stream = self._hook("DATA_CHUNK")
-        self._streaming = stream is not None
+        transfer = self._start_transfer(streaming=stream is not None)
         failure: Exception | None = None
         try:
-            if self._buf:
-                end = decoder.feed(bytes(self._buf))
-                if end < 0:
-                    self._buf.clear()
-                else:
-                    del self._buf[:end]
-            self._start_data_clock()
             while True:
                 # Chunks may pile up (even the end of data may arrive) while
                 # the hook runs: hand over everything before looking at done.
                 while (
                     stream is not None
-                    and decoder.chunks
-                    and decoder.error is None
+                    and transfer.chunks
+                    and transfer.error is None
                     and failure is None
                 ):
-                    failure = await self._stream_chunk(stream, decoder.take())
-                if decoder.done:
+                    failure = await self._stream_chunk(stream, transfer.take())
+                if transfer.done:
                     break
-                self._decoder = decoder
+                self._begin_transfer(transfer)
                 await self._wait_for_input()
         except ConnectionError:
             if stream is not None:
                 await self._data_abort("connection lost")
             raise
         finally:
-            self._decoder = None
-            self._streaming = False
-        if decoder.error is not None:
+            self._end_transfer()
+        if transfer.error is not None:
             if stream is not None:
-                await self._data_abort(decoder.error)
-            return decoder.error
+                await self._data_abort(transfer.error)
+            return transfer.error
         if failure is not None:
             await self._data_abort("the handler failed")
             return await self.handle_exception(failure)
         if stream is None:
-            return self._set_content(decoder.take())
+            return self._set_content(transfer.take())
         return None
+
+    def _start_transfer(self, *, streaming: bool) -> Transfer:
+        """Make the message's transfer and give it what the client already sent."""
+        now = self.loop.time()
+        self._last_activity = now
+        transfer = Transfer.for_data(
+            self.data_size_limit, self.line_length_limit, streaming=streaming, now=now
+        )
+        if self._buf:
+            end = transfer.feed(bytes(self._buf))
+            if end < 0:
+                self._buf.clear()
+            else:
+                del self._buf[:end]
+        return transfer
 
     async def _stream_chunk(self, stream: Callable[..., Any], chunk: bytes) -> Exception | None:
         try:

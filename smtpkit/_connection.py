@@ -31,19 +31,20 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, AnyStr
 
 from ._clock import clock_for
-from ._data import DataDecoder
+from ._constants import AUTH_LINE_LIMIT, MISSING, Phase
 from ._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
 from ._reply_check import ReplyError, reply_lines
 from ._session import Envelope, Session
-from .auth._command import MISSING
 
 if TYPE_CHECKING:
+    from ._settings import Settings
+    from ._transfer import Transfer
     from .proxy_protocol import ProxyData
 
 log = logging.getLogger("smtpkit.smtp")
 
-# RFC 4954 §4: AUTH command lines and responses may be up to 12288 octets.
-AUTH_LINE_LIMIT = 12288
+# The phases, as names local to the module (looked up on every input).
+_PROXY, _COMMANDS, _DATA, _CLOSING = Phase.PROXY, Phase.COMMANDS, Phase.DATA, Phase.CLOSING
 
 # Input and output buffering: stop reading from a client whose unprocessed
 # input, or unsent output, passes the high mark.
@@ -98,8 +99,11 @@ def _ssl_info(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
 class Connection(asyncio.StreamReaderProtocol):
     """The transport-facing half of :class:`smtpkit.smtp.SMTP`."""
 
-    # Slots rather than a __dict__: an idle connection should cost little.
-    # Settings are filled in by SMTP.__init__, the rest by _init_state.
+    # Slots rather than a __dict__ for what every connection has: an idle
+    # connection should cost little. SMTP._use_settings copies the documented
+    # and the often-read settings from the shared Settings object; the
+    # per-connection state is set by _init_state. What lives only during a
+    # message is in the Transfer (``_transfer``), None between messages.
     __slots__ = (
         "__ident__",
         "_auth_callback",
@@ -110,11 +114,8 @@ class Connection(asyncio.StreamReaderProtocol):
         "_authenticator",
         "_buf",
         "_call_budget",
-        "_call_limits",
-        "_closing",
         "_counted_address",
         "_decode_data",
-        "_decoder",
         "_discarding",
         "_discarding_auth",
         "_drain_waiter",
@@ -123,20 +124,18 @@ class Connection(asyncio.StreamReaderProtocol):
         "_last_reply",
         "_out",
         "_out_size",
-        "_proxy_done",
+        "_phase",
         "_proxy_timeout",
-        "_rate_since",
-        "_rate_size",
-        "_read_limit",
         "_reading_paused",
         "_replies_sent",
         "_runner",
         "_running",
+        "_settings",
         "_shutting_down",
-        "_streaming",
         "_timeout_duration",
         "_tls_active",
         "_tls_handshake_okay",
+        "_transfer",
         "_unknown_budget",
         "_waiter",
         "_write_paused",
@@ -153,7 +152,8 @@ class Connection(asyncio.StreamReaderProtocol):
         "transport",
     )
 
-    # Settings, filled in by SMTP.__init__.
+    # Settings, filled in by SMTP._use_settings.
+    _settings: Settings
     loop: asyncio.AbstractEventLoop
     event_handler: Any
     hostname: str
@@ -167,11 +167,11 @@ class Connection(asyncio.StreamReaderProtocol):
     proxy_trusted_networks: Iterable[str] = ()
     _timeout_duration: float
     _proxy_timeout: float | None
-    _read_limit: int
-    _call_limits: dict[str, int] | None
     _auth_required: bool
     __ident__: str
-    # Per-connection state, filled in by SMTP.__init__.
+    # Per-connection state, filled in by _init_state.
+    #: What the connection is doing (see smtpkit._constants.Phase).
+    _phase: Phase
     session: Session | None
     envelope: Envelope | None
     transport: asyncio.BaseTransport | None
@@ -182,10 +182,9 @@ class Connection(asyncio.StreamReaderProtocol):
     #: True from the start of a command to its end (the server is busy).
     _running: bool
     _waiter: asyncio.Future[None] | None
-    _decoder: DataDecoder | None
-    _streaming: bool
+    #: The message being received (DATA), None between messages.
+    _transfer: Transfer | None
     _discarding: bool
-    _closing: bool
     _eof: bool
     _reading_paused: bool
     _write_paused: bool
@@ -196,16 +195,12 @@ class Connection(asyncio.StreamReaderProtocol):
     _unknown_budget: int
     _call_budget: dict[str, int] | None
     _replies_sent: int
+    #: The last reply pushed (AUTH checks that an exchange ended with one).
     _last_reply: bytes
     _discarding_auth: bool
-    _rate_since: float
-    _rate_size: int
-    _proxy_done: bool
     _shutting_down: bool
     _counted_address: Any
     max_unknown_commands: int
-    #: Start of the DATA rate window, and the message size then.
-    #: The last reply pushed (AUTH checks that an exchange ended with one).
     #: Shared by the connections of one server to cap their number.
     connection_limiter: ConnectionLimiter | None = None
 
@@ -220,11 +215,10 @@ class Connection(asyncio.StreamReaderProtocol):
         self._runner = None
         self._running = False
         self._waiter = None
-        self._decoder = None
-        self._streaming = False
+        self._phase = _COMMANDS
+        self._transfer = None
         self._discarding = False
         self._discarding_auth = False
-        self._closing = False
         self._eof = False
         self._reading_paused = False
         self._write_paused = False
@@ -232,15 +226,23 @@ class Connection(asyncio.StreamReaderProtocol):
         self._tls_active = False
         self._tls_handshake_okay = True
         self._last_activity = 0.0
-        self._rate_since = 0.0
-        self._rate_size = 0
         self._unknown_budget = self.max_unknown_commands
         self._call_budget = None
         self._replies_sent = 0
         self._last_reply = b""
-        self._proxy_done = True
         self._shutting_down = False
         self._counted_address = _NOT_COUNTED
+
+    @property
+    def _closing(self) -> bool:
+        """Whether the connection is closed or being closed (its phase is CLOSING)."""
+        return self._phase is _CLOSING
+
+    @_closing.setter
+    def _closing(self, value: bool) -> None:
+        # Closing is the last phase: there is no way back.
+        if value:
+            self._phase = _CLOSING
 
     def _create_session(self) -> Session:
         return Session(self.loop)
@@ -277,6 +279,7 @@ class Connection(asyncio.StreamReaderProtocol):
         self._last_activity = self.loop.time()
         if self._proxy_timeout is not None:
             clock_for(self.loop).add(self, min(self._proxy_timeout, self._tick))
+            self._phase = _PROXY
             self._runner = self.loop.create_task(self._read_proxy_header())
         else:
             clock_for(self.loop).add(self, self._tick)
@@ -302,7 +305,7 @@ class Connection(asyncio.StreamReaderProtocol):
         its reply, and is closed after that.
         """
         self._shutting_down = True
-        if self._runner is None or (self._waiter is not None and self._decoder is None):
+        if self._runner is None or (self._waiter is not None and self._phase is not _DATA):
             self._say_goodbye()
 
     def _say_goodbye(self) -> None:
@@ -314,9 +317,9 @@ class Connection(asyncio.StreamReaderProtocol):
         self._write_now(f"220 {self.hostname} {self.__ident__}")
 
     def data_received(self, data: bytes) -> None:
-        decoder = self._decoder
-        if decoder is not None:
-            self._feed_decoder(decoder, data)
+        if self._phase is _DATA:
+            assert self._transfer is not None
+            self._feed_transfer(self._transfer, data)
             return
         buf = self._buf
         buf += data
@@ -334,7 +337,7 @@ class Connection(asyncio.StreamReaderProtocol):
         buffer, costs no task, and restarts no timer. Past the read limit
         the loop is needed all the same, to throw the over-long line away.
         """
-        return b"\n" in data or len(self._buf) > min(self._read_limit, _INPUT_HIGH)
+        return b"\n" in data or len(self._buf) > min(self._settings.read_limit, _INPUT_HIGH)
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -354,8 +357,7 @@ class Connection(asyncio.StreamReaderProtocol):
             waiter.set_exception(ConnectionResetError("connection lost"))
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_exception(ConnectionResetError("connection lost"))
-        if self._decoder is not None:
-            self._decoder = None
+        self._transfer = None
         if self._counted_address is not _NOT_COUNTED:
             assert self.connection_limiter is not None
             self.connection_limiter.release(self._counted_address)
@@ -577,7 +579,7 @@ class Connection(asyncio.StreamReaderProtocol):
         if self._closing:
             self._check_closing(now)
             return
-        if not self._proxy_done:
+        if self._phase is _PROXY:
             assert self._proxy_timeout is not None
             if now - self._last_activity >= self._proxy_timeout:
                 log.info("%r PROXY header timeout", self._peer)
@@ -589,7 +591,7 @@ class Connection(asyncio.StreamReaderProtocol):
             self._last_activity = now
             self._rate_window_start(now)
             return
-        if self._decoder is not None and self._data_too_slow(now):
+        if self._transfer is not None and self._data_too_slow(now):
             return
         if now - self._last_activity >= self._timeout_duration:
             log.info("%r connection timeout", self._peer)
@@ -621,28 +623,21 @@ class Connection(asyncio.StreamReaderProtocol):
             return min(self._timeout_duration, self.data_rate_window)
         return self._timeout_duration
 
-    def _start_data_clock(self) -> None:
-        """Start judging the DATA transfer rate (called when DATA starts)."""
-        now = self.loop.time()
-        self._last_activity = now
-        self._rate_since = now
-        self._rate_size = 0
-
     def _rate_window_start(self, now: float) -> None:
-        decoder = self._decoder
-        if decoder is not None:
-            self._rate_since = now
-            self._rate_size = decoder.size
+        transfer = self._transfer
+        if transfer is not None:
+            transfer.restart_window(now)
 
     def _data_too_slow(self, now: float) -> bool:
         """Close the connection when the last window's DATA rate was too low."""
-        decoder = self._decoder
-        assert decoder is not None
-        elapsed = now - self._rate_since
-        if not self.data_min_rate or elapsed < self.data_rate_window:
+        transfer = self._transfer
+        assert transfer is not None
+        if not self.data_min_rate:
             return False
-        received = decoder.size - self._rate_size
-        self._rate_window_start(now)
+        ended = transfer.window_ended(now, self.data_rate_window)
+        if ended is None:
+            return False
+        received, elapsed = ended
         if self._reading_paused or received >= self.data_min_rate * elapsed:
             # Paused: the server asked the client to wait (a slow DATA_CHUNK hook).
             return False
@@ -660,7 +655,6 @@ class Connection(asyncio.StreamReaderProtocol):
     # The PROXY protocol header (before the greeting)
 
     async def _read_proxy_header(self) -> None:
-        self._proxy_done = False
         try:
             accepted = await self._accept_proxy_header()
         except ConnectionError:
@@ -674,7 +668,7 @@ class Connection(asyncio.StreamReaderProtocol):
             self._write_now(getattr(self.connection_limiter, "refusal", TOO_MANY_CONNECTIONS))
             self._close()
             return
-        self._proxy_done = True
+        self._phase = _COMMANDS
         self._last_activity = self.loop.time()
         self._greet()
         if self._buf:
@@ -743,7 +737,7 @@ class Connection(asyncio.StreamReaderProtocol):
         return True
 
     def _proxy_peer_trusted(self) -> bool:
-        networks = tuple(self.proxy_trusted_networks or ())
+        networks = self._settings.trusted_networks
         if not networks:
             return True
         from .proxy_protocol import is_trusted
@@ -761,7 +755,7 @@ class Connection(asyncio.StreamReaderProtocol):
             while not self._closing:
                 if self._write_paused:
                     await self._drain()
-                line = self._next_line(self._read_limit)
+                line = self._next_line(self._settings.read_limit)
                 if line is None:
                     break
                 command = self._parse(line)
@@ -881,12 +875,13 @@ class Connection(asyncio.StreamReaderProtocol):
             return "554 Command refused due to lack of security"
         if self.require_starttls and not self._tls_active and verb not in self._allowed_before_tls:
             return "530 Must issue a STARTTLS command first"
-        if self._call_limits is not None:
+        limits = self._settings.call_limits
+        if limits is not None:
             budget = self._call_budget
             if budget is None:
                 budget = self._call_budget = {}
             used = budget[verb] = budget.get(verb, 0) + 1
-            if used > self._call_limits.get(verb, self._call_limits["*"]):
+            if used > limits.get(verb, limits["*"]):
                 log.warning(
                     "%r sent %s too many times", self.session.peer if self.session else None, verb
                 )
@@ -969,18 +964,30 @@ class Connection(asyncio.StreamReaderProtocol):
             return True
         return False
 
-    def _feed_decoder(self, decoder: DataDecoder, data: bytes) -> None:
+    def _begin_transfer(self, transfer: Transfer) -> None:
+        """Hand the client's next bytes to ``transfer`` until the end of the message."""
+        if self._phase is _COMMANDS:
+            self._transfer = transfer
+            self._phase = _DATA
+
+    def _end_transfer(self) -> None:
+        """Back to commands: the message ended (or failed, or the client left)."""
+        self._transfer = None
+        if self._phase is _DATA:
+            self._phase = _COMMANDS
+
+    def _feed_transfer(self, transfer: Transfer, data: bytes) -> None:
         self._last_activity = self.loop.time()
-        end = decoder.feed(data)
+        end = transfer.feed(data)
         if end >= 0:
-            self._decoder = None
+            self._end_transfer()
             if end < len(data):
                 self._buf += data[end:]
             self._wake()
             return
-        if self._streaming and decoder.chunks:
+        if transfer.streaming and transfer.chunks:
             self._wake()
-            if decoder.pending > _STREAM_HIGH:
+            if transfer.pending > _STREAM_HIGH:
                 self._pause_reading()
                 return
         if len(data) >= _FAIR_SHARE and not self._reading_paused:

@@ -14,20 +14,25 @@ It is put together from three layers, each in its own module:
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
-import socket
 import ssl
 import warnings
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ._commands import Commands, TLSSetupException, check_ehlo_hook
-from ._connection import ALLOWED_BEFORE_STARTTLS, AUTH_LINE_LIMIT
+from ._commands import Commands, TLSSetupException
+from ._connection import ALLOWED_BEFORE_STARTTLS
 from ._limits import ConnectionLimiter
 from ._session import Envelope, Session
+from ._settings import (
+    CALL_LIMIT_DEFAULT,
+    KEYWORDS,
+    Settings,
+    give_warnings,
+    set_defaults,
+    settings_for,
+)
 from ._syntax import syntax
 from ._version import __version__
 from .auth._command import (
@@ -67,24 +72,10 @@ log = logging.getLogger("smtpkit.smtp")
 
 __ident__ = f"smtpkit {__version__}"
 DATA_SIZE_DEFAULT = 33_554_432
-CALL_LIMIT_DEFAULT = 20
 BOGUS_LIMIT = 5
 #: The type of an ``auth_<NAME>`` mechanism: called with the server and the
 #: AUTH arguments, it returns an awaitable of the outcome.
 AuthMechanismType = Callable[["SMTP", list[str]], Awaitable[Any]]
-
-
-@functools.lru_cache(maxsize=1)
-def _fqdn() -> str:
-    # socket.getfqdn() may consult DNS: do it once per process, not per connection.
-    return socket.getfqdn()
-
-
-@functools.lru_cache(maxsize=64)
-def _command_limits(mail_limit: int) -> dict[str, int]:
-    # Shared by every connection with the same settings: an idle connection
-    # should not carry its own copy.
-    return {"MAIL": mail_limit, "AUTH": AUTH_LINE_LIMIT}
 
 
 def _current_loop() -> asyncio.AbstractEventLoop:
@@ -107,26 +98,6 @@ def _current_loop() -> asyncio.AbstractEventLoop:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             return loop
-
-
-# TLS contexts already warned about (the warnings are given once per context).
-_warned_contexts: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
-
-
-def _warn_tls_context(context: ssl.SSLContext) -> None:
-    """Warn, as aiosmtpd does, about a context that checks client certificates."""
-    if context in _warned_contexts:
-        return
-    _warned_contexts.add(context)
-    if context.verify_mode not in {ssl.CERT_NONE, ssl.CERT_OPTIONAL}:
-        log.warning(
-            "tls_context.verify_mode not in {CERT_NONE, CERT_OPTIONAL}; "
-            "this might cause client connection problems"
-        )
-    elif context.check_hostname:
-        log.warning(
-            "tls_context.check_hostname == True; this might cause client connection problems"
-        )
 
 
 class SMTP(AuthCommands, Commands):
@@ -176,163 +147,79 @@ class SMTP(AuthCommands, Commands):
         config: Any = None,
         **extras: Any,
     ) -> None:
-        settings: dict[str, Any] = dict(
-            data_size_limit=data_size_limit,
-            enable_SMTPUTF8=enable_SMTPUTF8,
-            decode_data=decode_data,
-            hostname=hostname,
-            ident=ident,
-            tls_context=tls_context,
-            require_starttls=require_starttls,
-            timeout=timeout,
-            auth_required=auth_required,
-            auth_require_tls=auth_require_tls,
-            auth_exclude_mechanism=auth_exclude_mechanism,
-            auth_callback=auth_callback,
-            command_call_limit=command_call_limit,
-            authenticator=authenticator,
-            proxy_protocol_timeout=proxy_protocol_timeout,
-            **extras,
+        values = (
+            data_size_limit,
+            enable_SMTPUTF8,
+            decode_data,
+            hostname,
+            ident,
+            tls_context,
+            require_starttls,
+            timeout,
+            auth_required,
+            auth_require_tls,
+            auth_exclude_mechanism,
+            auth_callback,
+            command_call_limit,
+            authenticator,
+            proxy_protocol_timeout,
         )
-        if config is not None:
-            settings = _merge_config(config, settings)
-        self._setup(handler, loop, **settings)
+        settings = settings_for(type(self), handler, values, extras, config)
+        if settings.warnings:
+            give_warnings(settings, stacklevel=2)
+        self._use_settings(handler, loop, settings)
 
-    def _setup(
-        self,
-        handler: Any,
-        loop: asyncio.AbstractEventLoop | None,
-        *,
-        data_size_limit: int | None,
-        enable_SMTPUTF8: bool,
-        decode_data: bool,
-        hostname: str | None,
-        ident: str | None,
-        tls_context: ssl.SSLContext | None,
-        require_starttls: bool,
-        timeout: float,
-        auth_required: bool,
-        auth_require_tls: bool,
-        auth_exclude_mechanism: Iterable[str] | None,
-        auth_callback: AuthCallbackType | None,
-        command_call_limit: int | dict[str, int] | None,
-        authenticator: AuthenticatorType | None,
-        proxy_protocol_timeout: float | None,
-        **extras: Any,
+    # ------------------------------------------------------------------
+    # Construction helpers
+
+    @classmethod
+    def _settings_for(cls, handler: Any, **keywords: Any) -> Settings:
+        """The settings ``cls(handler, **keywords)`` would use (built once, then cached)."""
+        config = keywords.pop("config", None)
+        keywords.pop("loop", None)
+        values = tuple(keywords.pop(name, _DEFAULTS[name]) for name in KEYWORDS)
+        return settings_for(cls, handler, values, keywords, config)
+
+    @classmethod
+    def _with_settings(cls, handler: Any, settings: Settings) -> SMTP:
+        """A new connection with settings built before, skipping ``__init__``.
+
+        Only for a class whose ``__init__`` is SMTP's (an App's factory checks).
+        """
+        self = cls.__new__(cls)
+        self._use_settings(handler, None, settings)
+        return self
+
+    def _use_settings(
+        self, handler: Any, loop: asyncio.AbstractEventLoop | None, settings: Settings
     ) -> None:
+        """Take the shared settings and set the per-connection state."""
         self.loop = loop if loop is not None else _current_loop()
         # StreamReaderProtocol.__init__ is not called: its StreamReader,
         # close future and drain-waiter queue are never used here (the class
         # keeps its own buffer and flow control), and an idle connection
         # should cost little.
-        self.__ident__ = ident or __ident__
-        check_ehlo_hook(handler)
+        self._settings = settings
         self.event_handler = handler
-        if data_size_limit is not None and not isinstance(data_size_limit, int):
-            raise TypeError(f"data_size_limit must be an int or None, not {data_size_limit!r}")
-        self.data_size_limit = data_size_limit
-        self.enable_SMTPUTF8 = enable_SMTPUTF8
-        self._decode_data = decode_data
-        self.hostname = hostname or _fqdn()
-        self.tls_context = tls_context
-        if tls_context is not None:
-            _warn_tls_context(tls_context)
-        self.require_starttls = bool(tls_context and require_starttls)
-        if not timeout or timeout <= 0:
-            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
-        self._timeout_duration = timeout
-        self._apply_extras(extras)
-        self._proxy_timeout = self._check_proxy_timeout(proxy_protocol_timeout)
-        self._init_auth(
-            auth_required=auth_required,
-            auth_require_tls=auth_require_tls,
-            auth_exclude_mechanism=auth_exclude_mechanism,
-            auth_callback=auth_callback,
-            authenticator=authenticator,
-        )
-        self._call_limits = self._check_call_limit(command_call_limit)
+        self.__ident__ = settings.ident
+        self.hostname = settings.hostname
+        self.data_size_limit = settings.data_size_limit
+        self.enable_SMTPUTF8 = settings.enable_SMTPUTF8
+        self._decode_data = settings.decode_data
+        self.tls_context = settings.tls_context
+        self.require_starttls = settings.require_starttls
+        self._timeout_duration = settings.timeout
+        self._proxy_timeout = settings.proxy_timeout
+        self.command_size_limits = settings.command_size_limits
+        self._auth_required = settings.auth_required
+        self._auth_require_tls = settings.auth_require_tls
+        self._authenticator = settings.authenticator
+        self._auth_callback = settings.auth_callback
+        self._auth_methods = settings.auth_methods
+        self._auth_failures = 0
+        for name, value in settings.instance_values:
+            setattr(self, name, value)
         self._init_state()
-
-    # ------------------------------------------------------------------
-    # Construction helpers
-
-    _EXTRA_NAMES = frozenset(
-        {
-            "max_recipients",
-            "max_unknown_commands",
-            "max_auth_failures",
-            "data_min_rate",
-            "data_rate_window",
-            "command_size_limit",
-            "line_length_limit",
-            "local_part_limit",
-            "tls_handshake_timeout",
-            "proxy_trusted_networks",
-            "connection_limiter",
-        }
-    )
-
-    def _apply_extras(self, extras: dict[str, Any]) -> None:
-        # smtpkit's own keywords; "command_length_limit" is the config name.
-        if "command_length_limit" in extras:
-            extras["command_size_limit"] = extras.pop("command_length_limit")
-        unknown = set(extras) - self._EXTRA_NAMES
-        if unknown:
-            names = ", ".join(sorted(unknown))
-            raise TypeError(f"SMTP() got unexpected keyword argument(s): {names}")
-        for name, value in extras.items():
-            if value is not None:
-                setattr(self, name, value)
-        if self.max_recipients < 100:
-            raise ValueError(
-                "max_recipients must be at least 100 (RFC 5321 4.5.3.1.8), "
-                f"not {self.max_recipients}"
-            )
-        extra = (26 if self.data_size_limit else 0) + (10 if self.enable_SMTPUTF8 else 0)
-        # RFC 1870 and RFC 6531 let MAIL grow by their parameters, once.
-        self.command_size_limits = _command_limits(self.command_size_limit + extra)
-        self._read_limit = max(
-            self.line_length_limit, AUTH_LINE_LIMIT + 2, *self.command_size_limits.values()
-        )
-        self._check_proxy_networks(self.proxy_trusted_networks)
-
-    @staticmethod
-    def _check_proxy_networks(networks: Any) -> None:
-        """Fail at construction, not at each connection, on a bad network."""
-        if isinstance(networks, str):
-            raise TypeError(
-                "proxy_trusted_networks must be a list of CIDR networks, "
-                f"not the string {networks!r}"
-            )
-        if networks:
-            from .proxy_protocol import parse_networks
-
-            parse_networks(networks)
-
-    @staticmethod
-    def _check_proxy_timeout(value: float | None) -> float | None:
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"proxy_protocol_timeout must be a number > 0, not {value!r}")
-        if value < 3.0:
-            log.warning("proxy_protocol_timeout is %s s; under 3 s may cut off slow proxies", value)
-        return float(value)
-
-    @staticmethod
-    def _check_call_limit(limit: Any) -> dict[str, int] | None:
-        if limit is None:
-            return None
-        if isinstance(limit, int) and not isinstance(limit, bool):
-            return {"*": limit}
-        if isinstance(limit, dict):
-            bad = {k: v for k, v in limit.items() if not isinstance(v, int) or isinstance(v, bool)}
-            if bad:
-                raise TypeError(f"command_call_limit values must be int; got {bad!r}")
-            return {"*": CALL_LIMIT_DEFAULT, **{k.upper(): v for k, v in limit.items()}}
-        raise TypeError(
-            f"command_call_limit must be int or dict[str, int], not {type(limit).__name__}"
-        )
 
     # ------------------------------------------------------------------
     # Documented attributes
@@ -378,21 +265,4 @@ _DEFAULTS = {
     for name, param in inspect.signature(SMTP.__init__).parameters.items()
     if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("loop", "config")
 }
-_config_cache: dict[int, tuple[Any, dict[str, Any]]] = {}
-
-
-def _merge_config(config: Any, given: dict[str, Any]) -> dict[str, Any]:
-    """Settings from a ServerConfig, overridden by keywords that differ from their default."""
-    cached = _config_cache.get(id(config))
-    if cached is None or cached[0] is not config:
-        # Building the TLS context reads files: once per config, not per connection.
-        if len(_config_cache) > 32:
-            _config_cache.clear()
-        cached = _config_cache[id(config)] = (config, config.to_smtp_kwargs())
-    merged = dict(cached[1])
-    for name, value in given.items():
-        if name not in _DEFAULTS or (value is not _DEFAULTS[name] and value != _DEFAULTS[name]):
-            merged[name] = value
-    for name in ("authenticator", "auth_callback"):
-        merged.setdefault(name, given.get(name))
-    return merged
+set_defaults(_DEFAULTS)

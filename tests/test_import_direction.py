@@ -33,7 +33,15 @@ PURE_MODULES = [
     "smtpkit.auth.sasl",
     "smtpkit._replies",
     "smtpkit._reply_check",
+    "smtpkit._constants",
+    "smtpkit._rules",
+    "smtpkit._transfer",
 ]
+
+# Bottom modules: every layer may import them, so they import nothing of smtpkit.
+BOTTOM_MODULES = ["smtpkit._constants", "smtpkit._rules"]
+# Importing any smtpkit module imports the package (whose names load lazily) and its version.
+ALWAYS_IMPORTED = {"smtpkit", "smtpkit._version"}
 
 SCRIPT = """
 import importlib, json, sys
@@ -44,11 +52,19 @@ print(json.dumps(sorted(name for name in wanted if name in sys.modules and name 
 """
 
 
-def imported_io_modules(module: str) -> list[str]:
+SMTPKIT_SCRIPT = """
+import importlib, json, sys
+before = set(sys.modules)
+importlib.import_module(sys.argv[1])
+print(json.dumps(sorted(n for n in set(sys.modules) - before if n.split(".")[0] == "smtpkit")))
+"""
+
+
+def _run(script: str, *args: str) -> list[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, module, json.dumps(IO_MODULES)],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         env=env,
@@ -59,6 +75,15 @@ def imported_io_modules(module: str) -> list[str]:
     assert result.returncode == 0, result.stderr
     found: list[str] = json.loads(result.stdout)
     return found
+
+
+def imported_io_modules(module: str) -> list[str]:
+    return _run(SCRIPT, module, json.dumps(IO_MODULES))
+
+
+def imported_smtpkit_modules(module: str) -> set[str]:
+    """The smtpkit modules that importing ``module`` (in a fresh interpreter) loads."""
+    return set(_run(SMTPKIT_SCRIPT, module))
 
 
 @pytest.mark.parametrize("module", PURE_MODULES)
@@ -73,3 +98,18 @@ def test_pure_module_imports_no_io(module: str) -> None:
 def test_the_check_can_see_io_imports() -> None:
     # The protocol class does use asyncio: the check must notice.
     assert "asyncio" in imported_io_modules("smtpkit.smtp")
+
+
+@pytest.mark.parametrize("module", BOTTOM_MODULES)
+def test_bottom_module_imports_nothing_of_smtpkit(module: str) -> None:
+    assert imported_smtpkit_modules(module) - {module} - ALWAYS_IMPORTED == set()
+
+
+def test_the_io_shell_imports_nothing_of_auth() -> None:
+    found = imported_smtpkit_modules("smtpkit._connection")
+    assert "smtpkit._constants" in found  # the check sees what the shell imports
+    assert sorted(name for name in found if name.startswith("smtpkit.auth")) == []
+
+
+def test_the_check_can_see_auth_imports() -> None:
+    assert "smtpkit.auth._command" in imported_smtpkit_modules("smtpkit.smtp")

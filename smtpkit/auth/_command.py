@@ -13,7 +13,6 @@ credentials and anything else for success).
 from __future__ import annotations
 
 import binascii
-import enum
 import inspect
 import logging
 import re
@@ -23,6 +22,9 @@ from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+# MISSING and _Missing live in the bottom module; they stay importable from here.
+from .._constants import MISSING as MISSING
+from .._constants import _Missing as _Missing
 from .._syntax import syntax
 from ._types import AuthResult, LoginPassword
 from .sasl import SASLError, parse_plain
@@ -42,16 +44,6 @@ AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
 _RESPONSE_LIMIT = 12288
 _VALID_NAME = re.compile(r"[A-Z0-9_-]+")
 
-
-class _Missing(enum.Enum):
-    MISSING = object()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-#: Returned by hooks lookups and ``challenge_auth`` when there is nothing.
-MISSING = _Missing.MISSING
 
 AuthenticatorType = Callable[["SMTP", "Session", "Envelope", str, Any], AuthResult]
 AuthCallbackType = Callable[[str, bytes, bytes], bool]

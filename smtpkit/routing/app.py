@@ -242,11 +242,8 @@ class App(Scaffold):
         config = config if config is not None else self.config
         limiter = _server.connection_limiter(config)
         limited = with_rate_limits(handler, config)
-
-        def factory() -> SMTP:
-            return cls(limited, config=config, connection_limiter=limiter)
-
-        return factory
+        # The settings are built (and checked) once, here, for every connection.
+        return cls.connection_factory(limited, config=config, connection_limiter=limiter)
 
     # -- serving -------------------------------------------------------------
 

@@ -17,11 +17,13 @@ time goes through the App.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._settings import give_warnings
 from ..auth._command import auth_mechanism
 from ..config import ServerConfig
 from ..smtp import SMTP, Session, syntax
@@ -87,19 +89,55 @@ class CompiledSMTP(_Base):
 
     def __init__(self, handler: Any = None, **kwargs: Any) -> None:
         app = self._app
+        super().__init__(app.handler if handler is None else handler, **self._app_keywords(kwargs))
+
+    @classmethod
+    def _app_keywords(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with the app's defaults (config, authenticator) filled in."""
+        app = cls._app
         if app.config is not None:
             kwargs.setdefault("config", app.config)
         if app.auth_call is not None:
             kwargs.setdefault("authenticator", app.auth_call)
         if app.auth_required:
             kwargs.setdefault("auth_required", True)
-        super().__init__(app.handler if handler is None else handler, **kwargs)
+        return kwargs
+
+    @classmethod
+    def connection_factory(cls, handler: Any, **kwargs: Any) -> Callable[[], SMTP]:
+        """A protocol factory whose connections share settings built once, now.
+
+        When no class between this one and SMTP has an ``__init__`` of its
+        own, each connection skips the keyword handling of ``__init__`` and
+        takes the settings built here; otherwise each one is built by
+        calling the class, as usual.
+
+        Raises:
+            TypeError, ValueError: an invalid setting (at once, not at the
+                first connection).
+        """
+        keywords = cls._app_keywords(dict(kwargs))
+        settings = cls._settings_for(handler, **keywords)
+        if not _plain_init(cls):
+            return functools.partial(cls, handler, **kwargs)
+        give_warnings(settings, stacklevel=2)
+        return functools.partial(cls._with_settings, handler, settings)
 
     def _create_session(self) -> Session:
         session = super()._create_session()
         if self._app.state:
             session.state.update(self._app.state)
         return session
+
+
+def _plain_init(cls: type) -> bool:
+    """Whether building ``cls`` runs no ``__init__`` but CompiledSMTP's and SMTP's."""
+    for klass in cls.__mro__:
+        if klass is SMTP:
+            return True
+        if klass is not CompiledSMTP and "__init__" in vars(klass):
+            return False
+    return False
 
 
 def compile_smtp_class(
