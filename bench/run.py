@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
     apppath,
     bigmsg,
+    construct,
     docs,
     durable,
     idle,
@@ -65,6 +66,7 @@ RUNNERS: dict[str, Callable[[Context], Any]] = {
     "app": apppath.run,
     "durable": durable.run,
     "tls": tls.run,
+    "construct": construct.run,
 }
 
 

@@ -8,7 +8,17 @@ from dataclasses import dataclass
 from typing import IO
 
 MIB = 1024 * 1024
-SECTIONS = ("throughput", "bigmsg", "idle", "stall", "pipelined", "app", "durable", "tls")
+SECTIONS = (
+    "throughput",
+    "bigmsg",
+    "idle",
+    "stall",
+    "pipelined",
+    "app",
+    "durable",
+    "tls",
+    "construct",
+)
 SERVERS = ("smtpkit", "aiosmtpd", "smtp-sink", "ceiling")
 LOOPS = ("asyncio", "uvloop")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from . import tables, targets
+from . import construct, tables, targets
 from .context import MIB, Settings
 from .machine import summary
 
@@ -124,4 +124,6 @@ def _second_round(
     if "tls" in results:
         checks += targets.tls_checks(results["tls"], loops)
         sections += ["### TLS", tables.tls(results["tls"], loops)]
+    if "construct" in results:
+        sections += ["### Building a connection", construct.render(results["construct"])]
     return checks, sections
