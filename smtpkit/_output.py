@@ -163,11 +163,14 @@ class LineWriter:
     def _report_drops(self) -> None:
         with self._changed:
             count, self._unreported = self._unreported, 0
-        if count:
-            line = self._report(count)
-            if line is not None and not self._emit([line]):
-                with self._changed:
-                    self._unreported += count
+        line = self._report(count) if count else None
+        if line is None:
+            return
+        try:
+            _write_all(self._stream(), f"{line}\n")
+        except (OSError, ValueError):
+            with self._changed:
+                self._unreported += count  # in the next report, with the lines lost meanwhile
 
     def _emit(self, lines: list[str]) -> bool:
         """Write ``lines``; on failure count them as dropped. Whether they were written."""
