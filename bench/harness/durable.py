@@ -3,18 +3,24 @@
 smtpkit's ``Mailbox`` writes each message to ``tmp/``, fsyncs it, renames it into ``new/``
 and fsyncs ``new/`` before the ``250``; aiosmtpd's ``Mailbox`` (``mailbox.Maildir.add``)
 does not fsync. smtp-source sends 1 KiB messages over ``durable_sessions`` sessions,
-reusing connections. Each measurement starts a fresh server with an empty Maildir inside
-the run's spool directory, counts the files it stored, and deletes the Maildir.
+reusing connections. Each measurement starts a fresh server with an empty Maildir, counts
+the files it stored, and deletes the Maildir.
+
+The Maildirs go to a temporary directory under ``bench/results/``, not under the system's
+temporary directory, which is often a tmpfs where fsync costs nothing; the table names the
+file system they were on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import procs, throughput
+from . import paths, procs, throughput
 from .context import Context, Variant
 from .rounds import measure_rounds
 from .servers import Server
@@ -38,7 +44,22 @@ def measure(ctx: Context, server: Server) -> dict[str, Any]:
         shutil.rmtree(_maildir(ctx), ignore_errors=True)
     if rate is None:
         raise procs.ChildError("smtp-source failed (see above)")
-    return {"rate": rate, "messages": messages, "stored": stored}
+    return {"rate": rate, "messages": messages, "stored": stored, "filesystem": _fs_type(ctx)}
+
+
+def _fs_type(ctx: Context) -> str:
+    """The type of the file system holding the Maildirs (``ext2/ext3``, ``tmpfs``, ...)."""
+    try:
+        result = subprocess.run(
+            ["stat", "-f", "-c", "%T", ctx.spool_dir],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
 
 
 def variants(ctx: Context) -> list[Variant]:
@@ -49,8 +70,13 @@ def variants(ctx: Context) -> list[Variant]:
 
 def run(ctx: Context) -> dict[str, list[dict[str, Any] | None]]:
     """Measure every variant on a fresh server, ``rounds`` times, interleaved."""
-    shutil.rmtree(_maildir(ctx), ignore_errors=True)
-    return measure_rounds(ctx, "durable", variants(ctx), measure, _show)
+    paths.RESULTS_DIR.mkdir(exist_ok=True)
+    folder = tempfile.mkdtemp(prefix="durable-", dir=paths.RESULTS_DIR)
+    try:
+        on_disk = dataclasses.replace(ctx, spool_dir=folder)
+        return measure_rounds(on_disk, "durable", variants(ctx), measure, _show)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _show(row: dict[str, Any] | None) -> str:

@@ -108,10 +108,17 @@ def durable(results: dict[str, Rows], loops: Sequence[str]) -> str:
                 num(field(results.get(peer), "rate")),
                 times(field_ratio(results, kit, peer, "rate")),
                 " / ".join(stored),
+                _filesystem(results.get(kit)),
             ]
         )
     header = ["loop", "smtpkit Mailbox (fsync)", "aiosmtpd Mailbox (no fsync)", "÷ aiosmtpd"]
-    return table([*header, "stored (smtpkit / aiosmtpd)"], rows)
+    return table([*header, "stored (smtpkit / aiosmtpd)", "Maildir on"], rows)
+
+
+def _filesystem(runs: Rows | None) -> str:
+    found = {row.get("filesystem") for row in runs or [] if row is not None}
+    found.discard(None)
+    return ", ".join(sorted(str(name) for name in found)) or NONE
 
 
 TLS_MODES = {"handshakes": "STARTTLS sessions per second", "messages": "messages per second"}
