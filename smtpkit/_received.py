@@ -48,7 +48,7 @@ PROTOCOLS = frozenset(
 LINE_PREFERRED = 78
 LINE_MAX = 998
 _FIELD_NAME = "Received: "
-_FOLD = "\r\n\t"
+_FOLD = "\r\n "
 _HELO_SHOWN = 64
 # RFC 5321 §4.5.3.1: the longest domain and path, in octets.
 MAX_DOMAIN = 255
@@ -144,7 +144,7 @@ def received_value(
         tls: the TLS session, or None.
         utf8: the session used SMTPUTF8 (U-labels in the HELO name are valid).
         fold: fold the value to lines of 78 characters where it can
-            (joined by CRLF and a tab, counting the ``Received: `` before
+            (joined by CRLF and a space, counting the ``Received: `` before
             it); False gives one line, for ``email`` which folds by itself.
 
     Raises:
@@ -319,30 +319,54 @@ def _safe(text: str) -> str:
 
 
 def _fold(clauses: list[str]) -> str:
-    """Join clauses, breaking the line before one that would pass 78 characters."""
-    lines: list[str] = []
-    line = ""
-    used = len(_FIELD_NAME)  # the first line starts after "Received: "
-    for clause in _split_long(clauses):
-        if not line:
-            line, used = clause, used + len(clause)
-        elif used + 1 + len(clause) > LINE_PREFERRED:
-            lines.append(line)
-            line, used = clause, 1 + len(clause)  # a continuation starts with a tab
-        else:
-            line, used = f"{line} {clause}", used + 1 + len(clause)
-    lines.append(line)
-    return _FOLD.join(lines)
+    """Join clauses, breaking lines so that they keep to 78 characters where they can.
 
-
-def _split_long(clauses: list[str]) -> list[str]:
-    # A clause too long for a line of its own is split at its spaces, which
-    # are all folding white space (nothing here puts a space in a quoted
-    # string except a recipient's local part, which is kept whole).
-    words: list[str] = []
+    A clause goes on the current line if it fits, else on a new one; one too
+    long even for a line of its own is laid out word by word. Only a single
+    word longer than a line (a long domain) makes a line pass 78.
+    """
+    folder = _Folder()
     for clause in clauses:
-        if 1 + len(clause) <= LINE_PREFERRED or clause.startswith("for <"):
-            words.append(clause)
-        else:
-            words += clause.split(" ")
-    return words
+        if not folder.fits(clause) and folder.fits_alone(clause):
+            folder.new_line()
+        for word in [clause] if folder.fits(clause) else _words(clause):
+            if not folder.fits(word):
+                folder.new_line()
+            folder.add(word)
+    return folder.text()
+
+
+class _Folder:
+    """The lines being filled; the first starts after ``Received: ``, the others with a space."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.line = ""
+        self.used = len(_FIELD_NAME)
+
+    def fits(self, word: str) -> bool:
+        return self.used + (1 if self.line else 0) + len(word) <= LINE_PREFERRED
+
+    @staticmethod
+    def fits_alone(word: str) -> bool:
+        return 1 + len(word) <= LINE_PREFERRED
+
+    def new_line(self) -> None:
+        if self.line:
+            self.lines.append(self.line)
+            self.line, self.used = "", 1
+
+    def add(self, word: str) -> None:
+        self.used += (1 if self.line else 0) + len(word)
+        self.line = f"{self.line} {word}" if self.line else word
+
+    def text(self) -> str:
+        return _FOLD.join([*self.lines, self.line])
+
+
+def _words(clause: str) -> list[str]:
+    # Every space written here is folding white space, except inside a
+    # recipient's quoted local part: "for <...>" is split only after "for".
+    if clause.startswith("for <"):
+        return clause.split(" ", 1)
+    return clause.split(" ")
