@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Benchmark smtpkit against aiosmtpd and Postfix's smtp-sink, and print the figures.
+"""Benchmark smtpkit against aiosmtpd, Postfix's smtp-sink and the ceiling; print the figures.
 
-    python bench/run.py                 # everything, about 20 minutes on 2 cores
-    python bench/run.py --quick         # a short smoke run, under 2 minutes
+    python bench/run.py                 # everything, about 35 minutes on 2 cores
+    python bench/run.py --quick         # a short smoke run, about 5 minutes
     python bench/run.py --only throughput,stall --rounds 5
     python bench/run.py --write-docs    # also rewrite the results in docs/performance.md
 
@@ -86,7 +86,7 @@ def _choices(allowed: tuple[str, ...], option: str) -> Callable[[str], tuple[str
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """Parse the command line (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one round (< 2 min)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one round (about 5 min)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds per measurement")
     parser.add_argument(
         "--only",
