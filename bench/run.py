@@ -33,6 +33,7 @@ from harness import (
     apppath,
     bigmsg,
     construct,
+    cpu,
     docs,
     durable,
     idle,
@@ -66,6 +67,7 @@ RUNNERS: dict[str, Callable[[Context], Any]] = {
     "app": apppath.run,
     "durable": durable.run,
     "tls": tls.run,
+    "cpu": cpu.run,
     "construct": construct.run,
 }
 

@@ -17,6 +17,7 @@ SECTIONS = (
     "app",
     "durable",
     "tls",
+    "cpu",
     "construct",
 )
 SERVERS = ("smtpkit", "aiosmtpd", "smtp-sink", "ceiling")

@@ -30,6 +30,8 @@ def _settings_line(settings: Settings, sections: Collection[str]) -> str:
         f"{s.pipelined_messages:,} messages.",
         "durable": f"Durable: smtp-source, {s.durable_sessions} sessions, "
         f"{s.durable_messages:,} messages.",
+        "cpu": "CPU: server user + system time per message under the throughput (reused "
+        "connections) and pipelined loads.",
         "tls": f"TLS: {s.tls_handshakes:,} STARTTLS sessions, {s.tls_messages:,} messages "
         "from the pipelined clients.",
     }
@@ -120,6 +122,11 @@ def _second_round(
         sections += [
             "### Durable delivery into a Maildir (messages per second)",
             tables.durable(results["durable"], loops),
+        ]
+    if "cpu" in results:
+        sections += [
+            "### Server CPU time per message (µs)",
+            tables.cpu(results["cpu"], loops),
         ]
     if "tls" in results:
         checks += targets.tls_checks(results["tls"], loops)

@@ -121,6 +121,21 @@ def _filesystem(runs: Rows | None) -> str:
     return ", ".join(sorted(str(name) for name in found)) or NONE
 
 
+def cpu(results: dict[str, dict[str, list[float | None]]], loops: Sequence[str]) -> str:
+    """Server CPU µs per message, smtpkit's own work above the ceiling's, and their ratio."""
+    rows = []
+    for load, by_label in results.items():
+        for loop in loops:
+            kit, ceiling = f"smtpkit/{loop}", f"ceiling/{loop}"
+            labels = (kit, f"smtpkit/{loop}/app", f"aiosmtpd/{loop}", ceiling, "smtp-sink")
+            medians = [rate(by_label, label) for label in labels]
+            own = None if None in (medians[0], medians[3]) else medians[0] - medians[3]
+            figures = [num(value, 1) for value in (*medians, own)]
+            rows.append([load, loop, *figures, times(rate_ratio(by_label, ceiling, kit))])
+    header = ["load", "loop", "smtpkit", "App", "aiosmtpd", "ceiling", "smtp-sink"]
+    return table([*header, "smtpkit - ceiling", "ceiling ÷ smtpkit"], rows)
+
+
 TLS_MODES = {"handshakes": "STARTTLS sessions per second", "messages": "messages per second"}
 
 
