@@ -31,10 +31,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import format_datetime
 from typing import Any
 
-__all__ = ["PROTOCOLS", "TLSInfo", "protocol_name", "received_header", "received_value"]
+__all__ = [
+    "PROTOCOLS",
+    "TLSInfo",
+    "format_date",
+    "protocol_name",
+    "received_header",
+    "received_value",
+    "session_client",
+    "tls_info",
+]
 
 #: RFC 3848 and RFC 6531 §3.7.3: the registered ``with`` values used here.
 PROTOCOLS = frozenset(
@@ -50,6 +58,8 @@ LINE_MAX = 998
 _FIELD_NAME = "Received: "
 _FOLD = "\r\n "
 _HELO_SHOWN = 64
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 # RFC 5321 §4.5.3.1: the longest domain and path, in octets.
 MAX_DOMAIN = 255
 MAX_PATH = 256
@@ -162,7 +172,7 @@ def received_value(
     if recipient is not None:
         words.append(f"for <{recipient}>")
     words[-1] += ";"
-    words.append(format_datetime(date))
+    words.append(format_date(date))
     return _fold(words) if fold else " ".join(words)
 
 
@@ -245,6 +255,22 @@ def tls_info(ssl: Any) -> TLSInfo | None:
         version=str(version or "TLS"),
         cipher=str(name),
         bits=bits if isinstance(bits, int) else None,
+    )
+
+
+def format_date(date: datetime) -> str:
+    """RFC 5322 §3.3 date-time: ``Tue, 01 Dec 2026 23:12:18 +0000``.
+
+    Written here rather than with ``email.utils``, which imports ``socket``
+    and would take this module off the I/O-free side.
+    """
+    offset = date.utcoffset()
+    minutes = 0 if offset is None else int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    return (
+        f"{_DAYS[date.weekday()]}, {date.day:02d} {_MONTHS[date.month - 1]} {date.year:04d}"
+        f" {date.hour:02d}:{date.minute:02d}:{date.second:02d} {sign}{hours:02d}{minutes:02d}"
     )
 
 

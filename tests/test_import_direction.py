@@ -36,6 +36,9 @@ PURE_MODULES = [
     "smtpkit._constants",
     "smtpkit._rules",
     "smtpkit._transfer",
+    "smtpkit._dsn",
+    "smtpkit._received",
+    "smtpkit._xclient",
 ]
 
 # Bottom modules: every layer may import them, so they import nothing of smtpkit.

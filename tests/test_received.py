@@ -6,7 +6,7 @@ import email
 import email.policy
 import smtplib
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from smtpkit._received import (
     LINE_PREFERRED,
     PROTOCOLS,
     TLSInfo,
+    format_date,
     protocol_name,
     received_header,
     received_value,
@@ -288,6 +289,15 @@ def test_any_field_folds_within_limits_and_reads_back(
     unfolded = _parse_back(field)
     assert unfolded == received_value(**kwargs, fold=False)
     assert parsedate_to_datetime(unfolded.rsplit(";", 1)[1].strip()) == DATE
+
+
+@given(
+    st.datetimes(
+        timezones=st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
+    )
+)
+def test_date_is_written_as_email_writes_it(date: datetime) -> None:
+    assert format_date(date) == format_datetime(date)
 
 
 def test_a_date_in_another_zone_keeps_its_offset() -> None:
