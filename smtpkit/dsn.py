@@ -18,9 +18,10 @@ A report must be sent with an empty envelope sender (``MAIL FROM:<>``,
 RFC 3461 §6.2 and RFC 5321 §4.5.5), so that it can never cause another one.
 :data:`ENVELOPE_SENDER` is that value.
 
-The values DSN clients send (``RET``, ``ENVID``, ``ORCPT``) are the
-:class:`~smtpkit._dsn.MailDSN` and :class:`~smtpkit._dsn.RcptDSN` values of
-the envelope; :class:`RecipientReport` takes them as they are.
+The values DSN clients send (``RET``, ``ENVID``, ``NOTIFY``, ``ORCPT``) are
+parsed into :class:`MailDSN` and :class:`RcptDSN` (from ``smtpkit._dsn``,
+re-exported here); :func:`build_report` and :class:`RecipientReport` take
+them as they are.
 """
 
 from __future__ import annotations
@@ -35,7 +36,31 @@ from email.message import EmailMessage, Message, MIMEPart
 from email.utils import format_datetime, make_msgid
 from typing import Literal
 
-__all__ = ["ACTIONS", "ENVELOPE_SENDER", "RecipientReport", "build_report"]
+from ._dsn import (
+    DSNError,
+    MailDSN,
+    RcptDSN,
+    XtextError,
+    parse_mail_dsn,
+    parse_rcpt_dsn,
+    xtext_decode,
+    xtext_encode,
+)
+
+__all__ = [
+    "ACTIONS",
+    "ENVELOPE_SENDER",
+    "DSNError",
+    "MailDSN",
+    "RcptDSN",
+    "RecipientReport",
+    "XtextError",
+    "build_report",
+    "parse_mail_dsn",
+    "parse_rcpt_dsn",
+    "xtext_decode",
+    "xtext_encode",
+]
 
 #: The envelope sender a report must be sent with (the null reverse-path).
 ENVELOPE_SENDER = "<>"
