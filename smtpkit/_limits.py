@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 
 if TYPE_CHECKING:
-    from ._ratelimit import RateLimiter
+    from .ratelimit import RateLimiter
 
 __all__ = ["TOO_MANY_CONNECTIONS", "ConnectionLimiter"]
 

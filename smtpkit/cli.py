@@ -356,7 +356,7 @@ def _serving_failed(error: Exception) -> int:
 
 def _plan(target: Target | None, config: ServerConfig) -> ServePlan:
     from ._cli.serving import ServePlan
-    from ._ratelimit import with_rate_limits
+    from .ratelimit import with_rate_limits
     from .routing.app import refresh_password_file
     from .smtp import SMTP
 

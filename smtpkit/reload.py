@@ -192,7 +192,7 @@ class Reloader:
                     log.warning("%s received again: stopping at once", signal.Signals(signum).name)
                     if self.process is not None:
                         kill(self.process)
-                    sys.stderr.flush()
+                    _drain_output()
                     os._exit(128 + signum)
                 self.stop_requested.set()
 
@@ -220,3 +220,11 @@ def run_with_reloader(
     """
     reloader = Reloader(command, roots, files, grace + STOP_MARGIN)
     return anyio.run(reloader.run, backend="asyncio")
+
+
+def _drain_output() -> None:
+    """Write the queued log lines before an exit at once (they go through a thread)."""
+    from ._output import drain
+
+    drain(1.0)
+    sys.stderr.flush()

@@ -47,6 +47,8 @@ ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 _POLL = 0.05
 #: The most time given to the listener to report itself closed.
 _CLOSE_WAIT = 2.0
+#: After a patient wait, the seconds the sessions still open get once asked to finish.
+_CLOSE_GRACE = 5.0
 #: The start of the message of an OSError from :func:`listen`.
 LISTEN_ERROR = "cannot listen on"
 
@@ -103,6 +105,7 @@ class Engine:
         self.sock = sock
         self.connections = _Connections(protocol_factory, connection_limiter(config))
         self._abort = anyio.Event()
+        self._patient = False
 
     async def serve(
         self,
@@ -140,6 +143,15 @@ class Engine:
         self.config = config.replace(listen=self.config.listen, loop=self.config.loop)
         self.connections.reload(protocol_factory, connection_limiter(config))
 
+    def retire(self) -> None:
+        """Make the next stop patient: open sessions may end by themselves first.
+
+        A worker replaced by a rolling restart stops this way: no ``421`` for a
+        session that is between two commands; sessions still open after
+        ``workers.graceful_timeout`` are then asked to finish as in a plain stop.
+        """
+        self._patient = True
+
     def abort(self) -> None:
         """Stop waiting for open connections: a drain in progress cuts them now."""
         self._abort.set()
@@ -154,6 +166,7 @@ class Engine:
             self.connections.open,
             self.config.workers.graceful_timeout,
             abort=self._abort,
+            patient=self._patient,
         )
         if self.config.listen.unix_socket and self.sock is None:
             _remove_socket(self.config.listen.unix_socket)
@@ -161,7 +174,7 @@ class Engine:
 
 def connection_limiter(config: ServerConfig) -> ConnectionLimiter | None:
     """The limiter the connections of one server share, or None without limits."""
-    from ._ratelimit import RateLimiter
+    from .ratelimit import RateLimiter
 
     limits = config.limits
     rates = RateLimiter.from_config(config.rate_limits) if config.rate_limits.connections else None
@@ -267,6 +280,7 @@ async def close(
     timeout: float,
     *,
     abort: anyio.Event | None = None,
+    patient: bool = False,
 ) -> None:
     """Close a listener, then drain its connections: the one stop sequence.
 
@@ -275,9 +289,15 @@ async def close(
         protocols: returns the protocols whose connection is still open.
         timeout: seconds the connections get to finish before they are aborted.
         abort: when set, stop waiting and abort the connections still open.
+        patient: first wait up to ``timeout`` for the connections to end by
+            themselves, then ask the rest to finish (``_CLOSE_GRACE`` seconds).
     """
     listener.close()
-    if not await _drain(protocols, timeout, abort):
+    if patient and await _ended_by_themselves(protocols, timeout, abort):
+        timeout = 0.0
+    elif patient:
+        timeout = _CLOSE_GRACE
+    if timeout and not await _drain(protocols, timeout, abort):
         left = [p for p in protocols() if _transport(p) is not None]
         if left:
             log.warning(
@@ -289,6 +309,20 @@ async def close(
                 transport.abort()
     with anyio.move_on_after(_CLOSE_WAIT):
         await listener.wait_closed()
+
+
+async def _ended_by_themselves(
+    protocols: Callable[[], Iterable[asyncio.BaseProtocol]],
+    timeout: float,
+    abort: anyio.Event | None,
+) -> bool:
+    """Wait up to ``timeout`` for every connection to close; True when they all did."""
+    with anyio.move_on_after(timeout):
+        while abort is None or not abort.is_set():
+            if not any(_transport(p) is not None for p in protocols()):
+                return True
+            await anyio.sleep(_POLL)
+    return False
 
 
 async def _drain(

@@ -19,7 +19,8 @@ stops accepting and lets its sessions finish within ``workers.graceful_timeout``
 supervisor waits, kills a worker still running 5 s after that, and exits 0 when every
 worker exited 0. A second signal kills the workers and exits at once. SIGHUP restarts
 the workers one at a time (a rolling restart): a new worker starts on the slot's
-socket, and only once it listens is the old one stopped gracefully; a new worker that
+socket, and only once it listens is the old one retired (SIGUSR2: it stops accepting and
+lets its sessions end by themselves, without a ``421``); a new worker that
 cannot start (a configuration that fails to load) ends the rolling restart, and the
 running workers keep serving.
 """
@@ -261,11 +262,11 @@ class _Supervisor:
         self.successors[old.pid] = new
         self.retiring[old.pid] = old
         log.info("worker %d restarted (pid %d, replacing pid %d)", index, new.pid, old.pid)
-        _terminate(old)
+        _terminate(old, signal.SIGUSR2)
         return True
 
     def _retired(self, index: int, process: Process, status: int) -> None:
-        if status in (0, -signal.SIGTERM):
+        if status in (0, -signal.SIGTERM, -signal.SIGUSR2):
             log.info("worker %d (pid %d) stopped after its successor took over", index, process.pid)
         else:
             log.warning("worker %d (pid %d) %s", index, process.pid, describe_status(status))
@@ -355,7 +356,7 @@ class _Supervisor:
         log.warning("%s received again: killing the workers", signal.Signals(signum).name)
         for process in [*self.processes.values(), *self.retiring.values()]:
             kill(process)
-        sys.stderr.flush()
+        _drain_output()
         os._exit(128 + signum)
 
 
@@ -365,6 +366,14 @@ def _wait_ready(fd: int, timeout: float) -> bool:
     return bool(readable) and os.read(fd, 1) != b""
 
 
-def _terminate(process: Process) -> None:
+def _terminate(process: Process, signum: signal.Signals = signal.SIGTERM) -> None:
     with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
+
+
+def _drain_output() -> None:
+    """Write the queued log lines before an exit at once (they go through a thread)."""
+    from ._output import drain
+
+    drain(1.0)
+    sys.stderr.flush()

@@ -18,9 +18,9 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from smtpkit import App, ServerConfig
-from smtpkit._ratelimit import MemoryRateStore, RateLimiter, with_rate_limits
 from smtpkit.config import ConfigError
 from smtpkit.controller import Controller
+from smtpkit.ratelimit import MemoryRateStore, RateLimiter, with_rate_limits
 
 HOST = "127.0.0.1"
 TIMEOUT = 30.0

@@ -10,7 +10,10 @@ signal stops at once: ``smtpkit run`` exits with status 128 + the signal number,
 is loaded again (the file, the environment), the TLS certificates and the password
 files are read again, and new sessions use them while open ones keep theirs; a
 configuration that fails to load is refused with a log line and the old one stays.
-A worker also stops when its supervisor disappears (its parent process changes).
+SIGUSR2 retires the process (what a rolling restart sends the worker it replaces): it
+stops accepting and lets open sessions end by themselves, without a ``421``, for up to
+``workers.graceful_timeout``. A worker also stops when its supervisor disappears (its
+parent process changes).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ PARENT_CHECK = 1.0
 #: Seconds an exit at once still waits for queued output to be written.
 EXIT_DRAIN = 1.0
 _AUTH_WITHOUT_TLS = "auth_required=True with auth_require_tls=False"
+#: The signals a serving process handles.
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 #: Settings a reload cannot change: they need a restart.
 _RESTART_ONLY = ("listen", "loop", "workers.count")
 
@@ -216,9 +221,7 @@ async def _watch_signals(
 ) -> None:
     with contextlib.ExitStack() as stack:
         try:
-            signals = stack.enter_context(
-                anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-            )
+            signals = stack.enter_context(anyio.open_signal_receiver(*_SIGNALS))
         except (NotImplementedError, ValueError):
             task_status.started()  # this loop cannot handle signals: keep the defaults
             return
@@ -226,6 +229,10 @@ async def _watch_signals(
         async for signum in signals:
             if signum == signal.SIGHUP:
                 reload_plan(plan, engine)
+            elif signum == signal.SIGUSR2 and not stop.is_set():
+                log.info("SIGUSR2 received: no new connections; open sessions may finish")
+                engine.retire()
+                stop.set()
             elif stop.is_set():
                 _stop_at_once(signum, plan, engine)
             else:

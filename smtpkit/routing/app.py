@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import anyio
 
 from .. import server as _server
-from .._ratelimit import with_rate_limits
 from ..config import ConfigError, ServerConfig
+from ..ratelimit import with_rate_limits
 from ..smtp import SMTP
 from .blueprint import Blueprint, BlueprintSetupState
 from .compiler import AppBinding, CompiledSMTP, binding_for, compile_smtp_class
