@@ -11,9 +11,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ._connection import INTERNAL_ERROR, Connection, _ssl_info
+from . import _replies as replies
+from ._connection import Connection, _ssl_info
 from ._constants import MISSING
 from ._grammar import GrammarError, parse_params, parse_path, strip_keyword
+from ._replies import Reply, SMTPReplyError
 from ._syntax import syntax
 from ._transfer import Transfer
 
@@ -44,7 +46,7 @@ class Commands(Connection):
     @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str | None) -> None:
         if not hostname:
-            await self._push("501 Syntax: HELO hostname")
+            await self._push(replies.HELO_SYNTAX)
             return
         assert self.session is not None
         self._set_rset_state()
@@ -52,9 +54,9 @@ class Commands(Connection):
         status = await self._call_handler_hook("HELO", hostname)
         if status is MISSING:
             self.session.host_name = hostname
-            await self._push(f"250 {self.hostname}")
+            await self._push(f"250 {self.hostname}", exempt=True)
             return
-        await self._push_hook_reply(status, "handle_HELO")
+        await self._push_hook_reply(status, "handle_HELO", exempt=True)
 
     def _ehlo_lines(self) -> list[str]:
         lines = [f"250-{self.hostname}"]
@@ -70,12 +72,14 @@ class Commands(Connection):
         mechanisms = self._advertised_mechanisms()
         if mechanisms:
             lines.append("250-AUTH " + " ".join(mechanisms))
+        if self.enhanced_status_codes:
+            lines.append("250-ENHANCEDSTATUSCODES")
         return lines
 
     @syntax("EHLO hostname")
     async def smtp_EHLO(self, hostname: str | None) -> None:
         if not hostname:
-            await self._push("501 Syntax: EHLO hostname")
+            await self._push(replies.EHLO_SYNTAX)
             return
         assert self.session is not None
         self._set_rset_state()
@@ -88,7 +92,7 @@ class Commands(Connection):
                 stacklevel=2,
             )
             for line in responses:
-                await self._push(line)
+                await self._push(line, exempt=True)
             responses = []
             await self.ehlo_hook()
         hook = self._hook("EHLO")
@@ -96,49 +100,49 @@ class Commands(Connection):
             self.session.host_name = hostname
             responses.append("250 HELP")
             for line in responses:
-                await self._push(line)
+                await self._push(line, exempt=True)
         elif _ehlo_hook_version(hook) == 4:
             # Deprecated form: replies so far go out, the hook sends the last.
             for line in responses:
-                await self._push(line)
+                await self._push(line, exempt=True)
             status = await self._call_handler_hook("EHLO", hostname)
-            await self._push_hook_reply(status, "handle_EHLO")
+            await self._push_hook_reply(status, "handle_EHLO", exempt=True)
         else:
             responses.append("250 HELP")
             status = await self._call_handler_hook("EHLO", hostname, responses)
-            await self._push_hook_reply(status, "handle_EHLO")
+            await self._push_hook_reply(status, "handle_EHLO", exempt=True)
 
     @syntax("NOOP [ignored]")
     async def smtp_NOOP(self, arg: str | None) -> None:
         status = await self._call_handler_hook("NOOP", arg)
-        await self._hook_or_default(status, "250 OK", "handle_NOOP")
+        await self._hook_or_default(status, replies.OK, "handle_NOOP")
 
     @syntax("QUIT")
     async def smtp_QUIT(self, arg: str | None) -> None:
         if arg:
-            await self._push("501 Syntax: QUIT")
+            await self._push(replies.QUIT_SYNTAX)
             return
         status = await self._call_handler_hook("QUIT")
-        await self._hook_or_default(status, "221 Bye", "handle_QUIT")
+        await self._hook_or_default(status, replies.BYE, "handle_QUIT")
         self._close()
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str | None) -> None:
         if arg:
-            await self._push("501 Syntax: STARTTLS")
+            await self._push(replies.STARTTLS_SYNTAX)
             return
         if self._tls_active:
             # Also on implicit TLS, where the SMTP may have no tls_context.
-            await self._push("554 5.5.1 Error: TLS already active")
+            await self._push(replies.TLS_ALREADY_ACTIVE)
             return
         if not self.tls_context:
-            await self._push("454 TLS not available")
+            await self._push(replies.TLS_NOT_AVAILABLE)
             return
         await self._start_tls()
 
     async def _start_tls(self) -> None:
         assert self.tls_context is not None and self.session is not None
-        self._write_now("220 Ready to start TLS")
+        self._write_now(replies.READY_FOR_TLS)
         # RFC 3207 §4.2 and CVE-2011-0411: whatever the client pipelined
         # after STARTTLS in plaintext is thrown away, never executed.
         self._buf.clear()
@@ -214,7 +218,7 @@ class Commands(Connection):
     async def smtp_HELP(self, arg: str | None) -> None:
         if await self.check_auth_needed("HELP"):
             return
-        code = 250
+        reply = replies.HELP_COMMANDS
         if arg:
             method = self._command_method(arg.upper())
             if method is not None and self._syntax_available(method):
@@ -223,15 +227,15 @@ class Commands(Connection):
                 extended = method.__smtp_syntax_extended__  # type: ignore[attr-defined]
                 if self.session.extended_smtp and extended:
                     text += extended
-                await self._push(f"250 Syntax: {text}")
+                await self._push(replies.HELP_SYNTAX.fill(syntax=text))
                 return
-            code = 501
+            reply = replies.HELP_UNKNOWN
         commands = sorted(
             name[5:]
             for name in dir(self)
             if name.startswith("smtp_") and self._syntax_available(getattr(self, name))
         )
-        await self._push(f"{code} Supported commands: {' '.join(commands)}")
+        await self._push(reply.fill(commands=" ".join(commands)))
 
     def _syntax_available(self, method: Callable[..., Any]) -> bool:
         if not hasattr(method, "__smtp_syntax__"):
@@ -244,45 +248,51 @@ class Commands(Connection):
         if await self.check_auth_needed("VRFY"):
             return
         if not arg:
-            await self._push("501 Syntax: VRFY <address>")
+            await self._push(replies.VRFY_SYNTAX)
             return
         try:
             address, _ = parse_path(arg, local_part_limit=self.local_part_limit)
         except GrammarError:
-            await self._push(f"502 Could not VRFY {arg}")
+            await self._push(replies.VRFY_BAD_ADDRESS.fill(address=arg))
             return
         status = await self._call_handler_hook("VRFY", address)
         await self._hook_or_default(
             status,
-            "252 Cannot VRFY user, but will accept message and attempt delivery",
+            replies.CANNOT_VRFY,
             "handle_VRFY",
         )
 
     def _path_and_params(
         self, keyword: str, arg: str | None, *, allow_null: bool
-    ) -> tuple[str, list[str]] | str:
+    ) -> tuple[str, list[str]]:
         """Parse ``FROM:<path> params`` / ``TO:<path> params``.
 
-        Returns ``(address, options)`` or the reply to send.
+        Returns:
+            ``(address, options)``.
+
+        Raises:
+            SMTPReplyError: the argument does not parse.
         """
         assert self.session is not None
-        syntax_error = f"501 Syntax: {'MAIL FROM' if keyword == 'FROM:' else 'RCPT TO'}: <address>"
-        if self.session.extended_smtp:
-            syntax_error += " [SP <mail-parameters>]"
+        extended = self.session.extended_smtp
+        if keyword == "FROM:":
+            syntax_error = replies.MAIL_SYNTAX_ESMTP if extended else replies.MAIL_SYNTAX
+        else:
+            syntax_error = replies.RCPT_SYNTAX_ESMTP if extended else replies.RCPT_SYNTAX
         rest = strip_keyword(keyword, arg) if arg is not None else None
         if rest is None:
-            return syntax_error
+            raise SMTPReplyError(syntax_error)
         try:
             address, params = parse_path(
                 rest, local_part_limit=self.local_part_limit, allow_null=allow_null
             )
         except GrammarError as error:
-            return error.reply
-        if not address or (params and not self.session.extended_smtp):
-            return syntax_error
+            raise SMTPReplyError(replies.known(error.reply)) from None
+        if not address or (params and not extended):
+            raise SMTPReplyError(syntax_error)
         options = params.upper().split()
         if parse_params(options) is None:
-            return syntax_error
+            raise SMTPReplyError(syntax_error)
         return address, options
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
@@ -290,49 +300,43 @@ class Commands(Connection):
         if await self.check_helo_needed() or await self.check_auth_needed("MAIL"):
             return
         assert self.envelope is not None
-        parsed = self._path_and_params("FROM:", arg, allow_null=True)
-        if isinstance(parsed, str):
-            await self._push(parsed)
-            return
-        address, options = parsed
+        address, options = self._path_and_params("FROM:", arg, allow_null=True)
         if self.envelope.mail_from:
-            await self._push("503 Error: nested MAIL command")
-            return
-        error = self._check_mail_params(options)
-        if error:
-            await self._push(error)
-            return
+            raise SMTPReplyError(replies.NESTED_MAIL)
+        self._check_mail_params(options)
         status = await self._call_handler_hook("MAIL", address, options)
         if status is MISSING:
             self.envelope.mail_from = address
             self.envelope.mail_options.extend(options)
-        await self._hook_or_default(status, "250 OK", "handle_MAIL")
+        await self._hook_or_default(status, replies.OK, "handle_MAIL")
 
-    def _check_mail_params(self, options: list[str]) -> str | None:
-        """Validate MAIL's ESMTP parameters; return the error reply, if any."""
+    def _check_mail_params(self, options: list[str]) -> None:
+        """Validate MAIL's ESMTP parameters.
+
+        Raises:
+            SMTPReplyError: a parameter is malformed, not allowed or unknown.
+        """
         assert self.session is not None and self.envelope is not None
         params = parse_params(options)
         assert params is not None
-        syntax_error = "501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]"
         if not self._decode_data:
             body = params.pop("BODY", "7BIT")
             if body not in ("7BIT", "8BITMIME"):
-                return "501 Error: BODY can only be one of 7BIT, 8BITMIME"
+                raise SMTPReplyError(replies.BAD_BODY)
         smtputf8 = params.pop("SMTPUTF8", False)
         if not isinstance(smtputf8, bool):
-            return "501 Error: SMTPUTF8 takes no arguments"
+            raise SMTPReplyError(replies.SMTPUTF8_ARGUMENTS)
         if smtputf8 and not self.enable_SMTPUTF8:
-            return "501 Error: SMTPUTF8 disabled"
+            raise SMTPReplyError(replies.SMTPUTF8_DISABLED)
         self.envelope.smtp_utf8 = smtputf8
         size = params.pop("SIZE", None)
         if size is not None:
             if isinstance(size, bool) or not size.isdigit():
-                return syntax_error
+                raise SMTPReplyError(replies.MAIL_SYNTAX_ESMTP)
             if self.data_size_limit and int(size) > self.data_size_limit:
-                return "552 Error: message size exceeds fixed maximum message size"
+                raise SMTPReplyError(replies.SIZE_EXCEEDED)
         if params:
-            return "555 MAIL FROM parameters not recognized or not implemented"
-        return None
+            raise SMTPReplyError(replies.MAIL_PARAMETERS)
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
@@ -340,29 +344,22 @@ class Commands(Connection):
             return
         assert self.envelope is not None
         if not self.envelope.mail_from:
-            await self._push("503 Error: need MAIL command")
-            return
-        parsed = self._path_and_params("TO:", arg, allow_null=False)
-        if isinstance(parsed, str):
-            await self._push(parsed)
-            return
-        address, options = parsed
+            raise SMTPReplyError(replies.NEED_MAIL)
+        address, options = self._path_and_params("TO:", arg, allow_null=False)
         if options:
-            await self._push("555 RCPT TO parameters not recognized or not implemented")
-            return
+            raise SMTPReplyError(replies.RCPT_PARAMETERS)
         if len(self.envelope.rcpt_tos) >= self.max_recipients:
-            await self._push("452 4.5.3 Error: too many recipients")
-            return
+            raise SMTPReplyError(replies.TOO_MANY_RECIPIENTS)
         status = await self._call_handler_hook("RCPT", address, options)
         if status is MISSING:
             self.envelope.rcpt_tos.append(address)
             self.envelope.rcpt_options.extend(options)
-        await self._hook_or_default(status, "250 OK", "handle_RCPT")
+        await self._hook_or_default(status, replies.OK, "handle_RCPT")
 
     @syntax("RSET")
     async def smtp_RSET(self, arg: str | None) -> None:
         if arg:
-            await self._push("501 Syntax: RSET")
+            await self._push(replies.RSET_SYNTAX)
             return
         self._set_rset_state()
         if hasattr(self, "rset_hook"):
@@ -373,7 +370,7 @@ class Commands(Connection):
             )
             await self.rset_hook()
         status = await self._call_handler_hook("RSET")
-        await self._hook_or_default(status, "250 OK", "handle_RSET")
+        await self._hook_or_default(status, replies.OK, "handle_RSET")
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
@@ -381,12 +378,12 @@ class Commands(Connection):
             return
         assert self.envelope is not None
         if not self.envelope.rcpt_tos:
-            await self._push("503 Error: need RCPT command")
+            await self._push(replies.NEED_RCPT)
             return
         if arg:
-            await self._push("501 Syntax: DATA")
+            await self._push(replies.DATA_SYNTAX)
             return
-        await self._push("354 End data with <CR><LF>.<CR><LF>")
+        await self._push(replies.START_DATA)
         recipients = len(self.envelope.rcpt_tos)
         try:
             status = await self._receive_data()
@@ -403,19 +400,19 @@ class Commands(Connection):
 
     async def _send_data_replies(self, status: Any, recipients: int) -> None:
         """Send the reply to the end of data (LMTP sends one per recipient)."""
-        if not isinstance(status, (str, bytes)):
+        if not isinstance(status, (str, bytes, Reply)):
             log.error("handle_DATA returned %r; expected a reply string", status)
-            status = INTERNAL_ERROR
+            status = replies.INTERNAL_ERROR
         await self._push_hook_reply(status, "handle_DATA")
 
-    async def _hook_or_default(self, status: Any, default: str, source: str) -> None:
+    async def _hook_or_default(self, status: Any, default: Reply, source: str) -> None:
         """Reply with what the hook ``source`` returned, or ``default`` without a hook."""
         if status is MISSING:
             await self._push(default)
         else:
             await self._push_hook_reply(status, source)
 
-    async def _receive_data(self) -> str | None:
+    async def _receive_data(self) -> Reply | str | None:
         """Read the message into the envelope; return an error reply or None."""
         assert self.envelope is not None
         stream = self._hook("DATA_CHUNK")
@@ -492,7 +489,7 @@ class Commands(Connection):
         except Exception:
             log.exception("handle_DATA_ABORT raised")
 
-    def _set_content(self, original: bytes) -> str | None:
+    def _set_content(self, original: bytes) -> Reply | None:
         assert self.envelope is not None
         content: bytes | str = original
         if self._decode_data:
@@ -502,7 +499,7 @@ class Commands(Connection):
                 try:
                     content = original.decode("ascii")
                 except UnicodeDecodeError:
-                    return "500 Error: strict ASCII mode"
+                    return replies.DATA_STRICT_ASCII
         self.envelope.content = content
         self.envelope.original_content = original
         return None
@@ -511,10 +508,10 @@ class Commands(Connection):
         """Give the received message to the handler; return the DATA reply."""
         if self._hook("DATA") is not None:
             status = await self._call_handler_hook("DATA")
-            return "250 OK" if status is MISSING else status
+            return replies.OK if status is MISSING else status
         process = getattr(self.event_handler, "process_message", None)
         if process is None:
-            return "250 OK"
+            return replies.OK
         warnings.warn(
             "Use handler.handle_DATA() instead of .process_message()",
             DeprecationWarning,
@@ -525,10 +522,10 @@ class Commands(Connection):
         status = process(self.session.peer, envelope.mail_from, envelope.rcpt_tos, envelope.content)
         if inspect.isawaitable(status):
             status = await status
-        return "250 OK" if status is None else status
+        return replies.OK if status is None else status
 
     async def smtp_EXPN(self, arg: str | None) -> None:
-        await self._push("502 EXPN not implemented")
+        await self._push(replies.EXPN_NOT_IMPLEMENTED)
 
 
 @functools.lru_cache(maxsize=256)

@@ -30,10 +30,12 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, AnyStr
 
+from . import _replies as replies
 from ._clock import clock_for
 from ._constants import AUTH_LINE_LIMIT, MISSING, Phase
 from ._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
-from ._reply_check import ReplyError, reply_lines
+from ._replies import Reply, SMTPReplyError, with_enhanced
+from ._reply_check import ReplyError, enhanced_lines, reply_lines
 from ._session import Envelope, Session
 
 if TYPE_CHECKING:
@@ -58,9 +60,10 @@ _FAIR_SHARE = 64 * 1024
 # pipelines thousands of commands gets a turn like any other, not all of them.
 _LINES_PER_TURN = 64
 
-INTERNAL_ERROR = "451 4.3.0 Requested action aborted: local error in processing"
-LINE_TOO_LONG = "500 Command line too long"
-AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
+# The bare lines, for code that compares or returns them as strings.
+INTERNAL_ERROR = replies.INTERNAL_ERROR.format()
+LINE_TOO_LONG = replies.LINE_TOO_LONG.format()
+AUTH_LINE_TOO_LONG = replies.AUTH_LINE_TOO_LONG.format()
 ALLOWED_BEFORE_STARTTLS = frozenset({"NOOP", "EHLO", "STARTTLS", "QUIT"})
 # Verb -> "smtp_<VERB>", one string object per verb: the type's attribute
 # cache matches names by identity, so a name built anew for each command
@@ -75,13 +78,13 @@ _NOT_COUNTED = object()
 class _TooLong:
     """Marks a line that was longer than the limit and was thrown away."""
 
-    def __init__(self, reply: str) -> None:
+    def __init__(self, reply: Reply) -> None:
         self.reply = reply
 
 
-_TOO_LONG = _TooLong(LINE_TOO_LONG)
+_TOO_LONG = _TooLong(replies.LINE_TOO_LONG)
 # RFC 4954 §4 gives over-long AUTH lines their own reply.
-_AUTH_TOO_LONG = _TooLong(AUTH_LINE_TOO_LONG)
+_AUTH_TOO_LONG = _TooLong(replies.AUTH_LINE_TOO_LONG)
 
 
 def _ssl_info(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
@@ -158,6 +161,9 @@ class Connection(asyncio.StreamReaderProtocol):
     event_handler: Any
     hostname: str
     enable_SMTPUTF8: bool
+    #: RFC 2034: every reply but the greeting and HELO/EHLO's carries an
+    #: RFC 3463 code (see :mod:`smtpkit._replies`). Off: aiosmtpd's lines.
+    enhanced_status_codes: bool = False
     tls_context: ssl.SSLContext | None
     require_starttls: bool
     command_size_limit: int
@@ -310,11 +316,13 @@ class Connection(asyncio.StreamReaderProtocol):
 
     def _say_goodbye(self) -> None:
         if not self._closing and self.transport is not None:
-            self._write_now(f"421 4.3.2 {self.hostname} Service shutting down")
+            self._write_now(replies.SHUTTING_DOWN.fill(hostname=self.hostname))
             self._close()
 
     def _greet(self) -> None:
-        self._write_now(f"220 {self.hostname} {self.__ident__}")
+        # RFC 2034 §3: the greeting carries no enhanced code.
+        greeting = replies.GREETING.fill(hostname=self.hostname, ident=self.__ident__)
+        self._write_now(greeting)
 
     def data_received(self, data: bytes) -> None:
         if self._phase is _DATA:
@@ -469,49 +477,78 @@ class Connection(asyncio.StreamReaderProtocol):
         if self._write_paused:
             await self._drain()
 
-    async def _push(self, status: str | bytes) -> None:
+    async def _push(self, status: Reply | str | bytes, *, exempt: bool = False) -> None:
         """Queue a built-in reply; it is written with the next batch.
 
         RFC 2920 §3.2 lets a server batch the replies to pipelined commands:
         built-in commands reply through here, the public :meth:`push` flushes.
+        ``exempt`` lines (HELO/EHLO replies, RFC 2034 §3) never get an
+        enhanced status code.
         """
-        self._reply(status)
+        if exempt and not isinstance(status, Reply):
+            self._queue(self._raw(status))
+        else:
+            self._queue(self._wire(status))
         if self._write_paused:
             await self._drain()
 
-    async def _push_hook_reply(self, status: object, source: str) -> None:
+    async def _push_hook_reply(self, status: object, source: str, *, exempt: bool = False) -> None:
         """Queue a reply that user code returned, once it is checked.
 
         A malformed reply (no code, a CR or LF inside a line, a broken
-        multi-line reply) is never written: the client gets ``451 4.3.0``
-        and the log names ``source`` (``"handle_MAIL"``) and what it returned.
+        multi-line reply, an enhanced code of another class than the reply
+        code) is never written: the client gets ``451 4.3.0`` and the log
+        names ``source`` (``"handle_MAIL"``) and what it returned. With
+        ``enhanced_status_codes`` on, a line without an enhanced code gets
+        the default one for its code, unless ``exempt`` (HELO/EHLO replies).
         """
-        try:
-            lines = reply_lines(status)
-        except ReplyError as error:
-            peer = self.session.peer if self.session is not None else None
-            log.error("%r %s returned %r: %s", peer, source, status, error)
-            lines = [INTERNAL_ERROR]
-        for line in lines:
-            self._reply(line)
+        if type(status) is Reply:
+            self._queue(status.wire[self.enhanced_status_codes])
+        else:
+            for line in self._checked_lines(status, source, exempt):
+                self._queue(self._raw(line))
         if self._write_paused:
             await self._drain()
 
-    def _reply(self, status: str | bytes) -> None:
+    def _checked_lines(self, status: object, source: str, exempt: bool) -> list[str | bytes]:
+        try:
+            lines = reply_lines(status)
+            if self.enhanced_status_codes and not exempt:
+                lines = enhanced_lines(lines)
+        except ReplyError as error:
+            peer = self.session.peer if self.session is not None else None
+            log.error("%r %s returned %r: %s", peer, source, status, error)
+            return [replies.INTERNAL_ERROR.format(self.enhanced_status_codes)]
+        return lines
+
+    def _reply(self, status: Reply | str | bytes) -> None:
         """Queue a reply line without waiting (see :meth:`push`)."""
+        self._queue(self._wire(status))
+
+    def _wire(self, status: Reply | str | bytes) -> bytes:
+        """The bytes of a reply line, CRLF included, with an enhanced code when on."""
+        if isinstance(status, Reply):
+            return status.wire[self.enhanced_status_codes]
+        if self.enhanced_status_codes:
+            status = with_enhanced(status)
+        return self._raw(status)
+
+    def _raw(self, status: str | bytes) -> bytes:
         if isinstance(status, str):
-            response = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
-        else:
-            response = bytes(status)
-        self._out.append(response + b"\r\n")
-        self._out_size += len(response) + 2
+            return status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n"
+        return bytes(status) + b"\r\n"
+
+    def _queue(self, response: bytes) -> None:
+        """Queue one encoded reply line (CRLF included)."""
+        self._out.append(response)
+        self._out_size += len(response)
         self._replies_sent += 1
         self._last_reply = response
         if self._out_size >= _OUTPUT_FLUSH:
             self._flush()
 
-    def _write_now(self, status: str) -> None:
-        self._out.append(status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") + b"\r\n")
+    def _write_now(self, status: Reply | str) -> None:
+        self._out.append(self._wire(status))
         self._flush()
 
     def _flush(self) -> None:
@@ -595,13 +632,13 @@ class Connection(asyncio.StreamReaderProtocol):
             return
         if now - self._last_activity >= self._timeout_duration:
             log.info("%r connection timeout", self._peer)
-            self._cut(f"421 4.4.2 {self.hostname} Error: timeout exceeded")
+            self._cut(replies.TIMEOUT.fill(hostname=self.hostname))
 
     @property
     def _peer(self) -> Any:
         return self.session.peer if self.session is not None else None
 
-    def _cut(self, reply: str) -> None:
+    def _cut(self, reply: Reply) -> None:
         """Send ``reply`` and close; abort when the client does not read its replies."""
         if self._write_paused:
             log.info("%r does not read its replies: aborting the connection", self._peer)
@@ -648,7 +685,7 @@ class Connection(asyncio.StreamReaderProtocol):
             received,
             elapsed,
         )
-        self._cut(f"421 4.4.2 {self.hostname} Error: data transfer too slow")
+        self._cut(replies.DATA_TOO_SLOW.fill(hostname=self.hostname))
         return True
 
     # ------------------------------------------------------------------
@@ -758,11 +795,14 @@ class Connection(asyncio.StreamReaderProtocol):
                 line = self._next_line(self._settings.read_limit)
                 if line is None:
                     break
-                command = self._parse(line)
-                if command is not None:
-                    self._running = True
-                    await self._execute(*command)
-                    self._running = False
+                try:
+                    command = self._parse(line)
+                    if command is not None:
+                        self._running = True
+                        await self._execute(*command)
+                except SMTPReplyError as refusal:
+                    self._refuse(refusal.reply)
+                self._running = False
                 if self._shutting_down:
                     self._say_goodbye()
                 turn -= 1
@@ -785,29 +825,29 @@ class Connection(asyncio.StreamReaderProtocol):
     def _parse(
         self, line: bytes | _TooLong
     ) -> tuple[Callable[..., Awaitable[None]], str | None] | None:
-        """Check a command line; return its method and argument, or reply and return None.
+        """Check a command line; return its method and argument, or None.
 
         Everything here is synchronous: a command that is refused costs no
         coroutine and no task.
+
+        Raises:
+            SMTPReplyError: the line is refused (too long, bad syntax, TLS
+                policy, call limits).
         """
         if isinstance(line, _TooLong):
-            self._reply(line.reply)
-            return None
+            raise SMTPReplyError(line.reply)
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line:
-            self._reply("500 Error: bad syntax")
-            return None
+            raise SMTPReplyError(replies.BAD_SYNTAX)
         if b"\x00" in line or b"\r" in line:
-            self._reply("501 5.5.2 Syntax error: NUL or bare CR in command")
-            return None
+            raise SMTPReplyError(replies.NUL_OR_CR)
         verb_bytes, _, arg_bytes = line.partition(b" ")
         try:
             verb = verb_bytes.decode("ascii").upper()
             arg = arg_bytes.strip().decode("utf-8" if self.enable_SMTPUTF8 else "ascii") or None
         except UnicodeDecodeError:
-            self._reply(self._undecodable(verb_bytes))
-            return None
+            raise SMTPReplyError(self._undecodable(verb_bytes)) from None
         assert self.session is not None
         limit = (
             self.command_size_limits.get(verb, self.command_size_limit)
@@ -815,38 +855,42 @@ class Connection(asyncio.StreamReaderProtocol):
             else self.command_size_limit
         )
         if len(line) > limit:
-            self._reply(AUTH_LINE_TOO_LONG if verb == "AUTH" else LINE_TOO_LONG)
-            return None
-        refusal = self._refusal(verb)
-        if refusal is not None:
-            self._reply(refusal)
-            if refusal.startswith("421"):
-                # RFC 5321 §3.8: a 421 reply means the server closes.
-                self._close()
-            return None
+            raise SMTPReplyError(
+                replies.AUTH_LINE_TOO_LONG if verb == "AUTH" else replies.LINE_TOO_LONG
+            )
+        self._check_policy(verb)
         method = self._command_method(verb)
         if method is None:
             self._unknown(verb)
             return None
         return method, arg
 
-    def _undecodable(self, verb_bytes: bytes) -> str:
+    def _undecodable(self, verb_bytes: bytes) -> Reply:
         if not verb_bytes.isascii():
-            return "500 Error: bad syntax"
+            return replies.BAD_SYNTAX
         if self.enable_SMTPUTF8:
-            return "500 5.5.2 Error: invalid UTF-8 in command"
-        return "500 Error: strict ASCII mode"
+            return replies.INVALID_UTF8
+        return replies.STRICT_ASCII
+
+    def _refuse(self, reply: Reply) -> None:
+        """Send the reply of a refused command: the one place SMTPReplyError becomes a reply."""
+        self._reply(reply)
+        if reply.code == 421:
+            # RFC 5321 §3.8: a 421 reply means the server closes.
+            self._close()
 
     async def _execute(self, method: Callable[..., Awaitable[None]], arg: str | None) -> None:
         self._last_activity = self.loop.time()
         try:
             await method(arg)
+        except SMTPReplyError:
+            raise  # a refusal: the command loop sends its reply
         except Exception as error:
             if isinstance(error, ConnectionError) and self._connection_gone():
                 raise
             # A ConnectionError from a hook (its database refused, its socket
             # broke) says nothing about the client, which is still waiting.
-            await self._push(await self.handle_exception(error))
+            await self._push_hook_reply(await self.handle_exception(error), "handle_exception")
 
     def _connection_gone(self) -> bool:
         """Whether the client's connection is closed or closing (not just an error)."""
@@ -869,12 +913,16 @@ class Connection(asyncio.StreamReaderProtocol):
                 _VERB_ATTRIBUTES[verb] = sys.intern(name)
         return method if callable(method) else None
 
-    def _refusal(self, verb: str) -> str | None:
-        """Apply the TLS policy and call limits; return the refusal reply, if any."""
+    def _check_policy(self, verb: str) -> None:
+        """Apply the TLS policy and call limits.
+
+        Raises:
+            SMTPReplyError: ``verb`` may not run now.
+        """
         if not self._tls_handshake_okay and verb != "QUIT":
-            return "554 Command refused due to lack of security"
+            raise SMTPReplyError(replies.LACK_OF_SECURITY)
         if self.require_starttls and not self._tls_active and verb not in self._allowed_before_tls:
-            return "530 Must issue a STARTTLS command first"
+            raise SMTPReplyError(replies.STARTTLS_FIRST)
         limits = self._settings.call_limits
         if limits is not None:
             budget = self._call_budget
@@ -885,18 +933,17 @@ class Connection(asyncio.StreamReaderProtocol):
                 log.warning(
                     "%r sent %s too many times", self.session.peer if self.session else None, verb
                 )
-                return f"421 4.7.0 {verb} sent too many times"
-        return None
+                raise SMTPReplyError(replies.TOO_MANY_CALLS.fill(verb=verb))
 
     _allowed_before_tls = ALLOWED_BEFORE_STARTTLS
 
     def _unknown(self, verb: str) -> None:
         self._unknown_budget -= 1
         if self._unknown_budget < 1:
-            self._reply("502 5.5.1 Too many unrecognized commands, goodbye.")
+            self._reply(replies.TOO_MANY_UNKNOWN)
             self._close()
             return
-        self._reply(f'500 Error: command "{verb}" not recognized')
+        self._reply(replies.UNKNOWN_COMMAND.fill(verb=verb))
 
     async def handle_exception(self, error: Exception) -> str:
         """Turn an exception raised while handling a command into a reply.
@@ -952,7 +999,7 @@ class Connection(asyncio.StreamReaderProtocol):
         """Reply ``503`` and return True when the client has not greeted yet."""
         assert self.session is not None
         if not self.session.host_name:
-            await self._push(f"503 Error: send {helo} first")
+            await self._push(replies.SEND_HELO_FIRST.fill(verb=helo))
             return True
         return False
 
@@ -960,7 +1007,7 @@ class Connection(asyncio.StreamReaderProtocol):
         """Reply ``530`` and return True when AUTH is required and missing."""
         assert self.session is not None
         if self._auth_required and not self.session.authenticated:
-            await self._push("530 5.7.0 Authentication required")
+            await self._push(replies.AUTH_REQUIRED)
             return True
         return False
 

@@ -17,6 +17,8 @@ first line fall out of the same rule as every other line.
 
 from __future__ import annotations
 
+from . import _replies
+
 __all__ = ["LINE_TOO_LONG", "TOO_MUCH_DATA", "DataDecoder"]
 
 END_OF_DATA = b"\r\n.\r\n"
@@ -25,9 +27,9 @@ _UNSTUFFED = b"\r\n"
 _CR = 13
 
 #: Reply when a text line is longer than ``line_length_limit`` (aiosmtpd's text).
-LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
+LINE_TOO_LONG = _replies.DATA_LINE_TOO_LONG.format()
 #: Reply when the message is bigger than ``data_size_limit`` (aiosmtpd's text).
-TOO_MUCH_DATA = "552 Error: Too much mail data"
+TOO_MUCH_DATA = _replies.TOO_MUCH_DATA.format()
 
 
 class DataDecoder:

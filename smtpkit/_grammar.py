@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from . import _replies
+
 __all__ = [
     "GrammarError",
     "parse_params",
@@ -16,8 +18,8 @@ __all__ = [
     "strip_keyword",
 ]
 
-MALFORMED = "553 5.1.3 Error: malformed address"
-PATH_TOO_LONG = "501 5.1.3 Path too long"
+MALFORMED = _replies.MALFORMED_ADDRESS.format()
+PATH_TOO_LONG = _replies.PATH_TOO_LONG.format()
 
 # RFC 5321 §4.5.3.1: sizes of the pieces of a path, in octets.
 MAX_PATH = 256

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._replies import TOO_MANY_CONNECTIONS as _TOO_MANY
 
 if TYPE_CHECKING:
-    from .ratelimit import RateLimiter
+    from ._ratelimit import RateLimiter
 
 __all__ = ["TOO_MANY_CONNECTIONS", "ConnectionLimiter"]
 
 #: The bare line (written by the connection before any command).
-TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+TOO_MANY_CONNECTIONS = _TOO_MANY.format()
 
 
 class ConnectionLimiter:

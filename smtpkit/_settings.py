@@ -79,6 +79,7 @@ EXTRA_NAMES = frozenset(
         "tls_handshake_timeout",
         "proxy_trusted_networks",
         "connection_limiter",
+        "enhanced_status_codes",
     }
 )
 _CLASS_NAMES = tuple(sorted(EXTRA_NAMES))
@@ -308,6 +309,9 @@ def _limits(cls: type, extras: dict[str, Any]) -> dict[str, Any]:
     for name, value in limits.items():
         if name in _NUMBER_RULES:
             limits[name] = _number(name, value)
+    if not isinstance(limits["enhanced_status_codes"], bool):
+        value = limits["enhanced_status_codes"]
+        raise TypeError(f"enhanced_status_codes = {value!r}: expected True or False")
     return limits
 
 

@@ -28,7 +28,7 @@ import msgspec
 import msgspec.toml
 from typing_extensions import Self
 
-from .ratelimit import RateStore
+from ._ratelimit import RateStore
 
 __all__ = [
     "ENV_CONFIG_FILE",
@@ -642,6 +642,13 @@ class ServerConfig(_Section):
         default=False,
         metadata={"doc": "Decode message content to str (envelope.content) instead of bytes."},
     )
+    enhanced_status_codes: bool = field(
+        default=True,
+        metadata={
+            "doc": "Offer ENHANCEDSTATUSCODES and put an RFC 3463 code (5.1.1) in every reply "
+            "(RFC 2034); off = aiosmtpd's exact reply texts."
+        },
+    )
     loop: Literal["asyncio", "uvloop"] = field(
         default="asyncio",
         metadata={"doc": "Event loop used by `smtpkit run` and App.serve()."},
@@ -779,6 +786,7 @@ _SMTP_KWARGS: dict[str, str] = {
     "data_size_limit": "limits.data_size",
     "enable_SMTPUTF8": "enable_smtputf8",
     "decode_data": "decode_data",
+    "enhanced_status_codes": "enhanced_status_codes",
     "hostname": "hostname",
     "ident": "ident",
     "tls_context": "tls.context",

@@ -24,7 +24,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from ._connection import INTERNAL_ERROR
+from . import _replies as replies
+from ._replies import Reply
 from ._syntax import syntax
 from .smtp import SMTP
 
@@ -42,17 +43,17 @@ class LMTP(SMTP):
     async def smtp_LHLO(self, arg: str | None) -> None:
         """The LMTP greeting; answers like EHLO (and calls ``handle_EHLO``)."""
         if not arg:
-            await self._push("501 Syntax: LHLO hostname")
+            await self._push(replies.LHLO_SYNTAX)
             return
         await super().smtp_EHLO(arg)
 
     async def smtp_HELO(self, arg: str | None) -> None:
         """Not part of LMTP (RFC 2033 §4.1): refused like an unknown command."""
-        await self._push('500 Error: command "HELO" not recognized')
+        await self._push(replies.UNKNOWN_COMMAND.fill(verb="HELO"))
 
     async def smtp_EHLO(self, arg: str | None) -> None:
         """Not part of LMTP (RFC 2033 §4.1): refused like an unknown command."""
-        await self._push('500 Error: command "EHLO" not recognized')
+        await self._push(replies.UNKNOWN_COMMAND.fill(verb="EHLO"))
 
     async def check_helo_needed(self, helo: str = "LHLO") -> bool:
         """Reply ``503 Error: send LHLO first`` and return True before LHLO."""
@@ -64,9 +65,9 @@ class LMTP(SMTP):
             await self._push_hook_reply(reply, "handle_DATA")
 
 
-def _per_recipient(status: Any, recipients: int) -> Sequence[str | bytes]:
+def _per_recipient(status: Any, recipients: int) -> Sequence[Reply | str | bytes]:
     """Expand the handler's answer into one reply per recipient."""
-    if isinstance(status, (str, bytes)):
+    if isinstance(status, (str, bytes, Reply)):
         return [status] * recipients
     if (
         isinstance(status, (list, tuple))
@@ -79,4 +80,4 @@ def _per_recipient(status: Any, recipients: int) -> Sequence[str | bytes]:
         status,
         recipients,
     )
-    return [INTERNAL_ERROR] * recipients
+    return [replies.INTERNAL_ERROR] * recipients

@@ -64,8 +64,8 @@ def client_for(port: int) -> smtplib.SMTP:
 
 def test_ping_server(run_example: Run) -> None:
     with client_for(run_example("ping_server.py:app")) as client:
-        assert client.docmd("PING") == (259, b"Pong")
-        assert client.docmd("HELP", "PING") == (250, b"Syntax: PING [ignored]")
+        assert client.docmd("PING") == (259, b"2.0.0 Pong")
+        assert client.docmd("HELP", "PING") == (250, b"2.0.0 Syntax: PING [ignored]")
 
 
 def test_routing_maildir_creates_its_folders_on_the_first_message(
@@ -172,11 +172,11 @@ THANKS = (250, b"2.0.0 Thank you, a person will read this")
 
 def test_shared_blueprint(run_example: Run) -> None:
     with client_for(run_example("shared_blueprint.py:mx")) as client:
-        assert client.docmd("XROLES") == (250, b"postmaster abuse")
+        assert client.docmd("XROLES") == (250, b"2.0.0 postmaster abuse")
         assert rcpt_codes(client, ["ceo@example.com", "abuse@corp.example"]) == [550, 550]
         assert send_to_role(client, "abuse@example.com") == THANKS
     with client_for(run_example("shared_blueprint.py:internal")) as client:
-        assert client.docmd("XROLES") == (250, b"postmaster abuse")
+        assert client.docmd("XROLES") == (250, b"2.0.0 postmaster abuse")
         assert rcpt_codes(client, ["abuse@example.com", "ceo@corp.example"]) == [550, 550]
         assert send_to_role(client, "abuse@corp.example") == THANKS
         assert send_to_role(client, "postmaster@lab.corp.example") == THANKS

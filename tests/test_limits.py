@@ -511,6 +511,7 @@ def test_a_client_that_does_not_read_cannot_grow_the_server(server: Any, raw: Ra
 
 def test_limits_from_server_config(server: Any, raw: Raw) -> None:
     config = ServerConfig(
+        enhanced_status_codes=False,  # the bare texts, compared below
         limits=LimitsConfig(
             max_recipients=100,
             command_length=600,

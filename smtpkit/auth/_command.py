@@ -22,9 +22,12 @@ from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from .. import _replies as replies
+
 # MISSING and _Missing live in the bottom module; they stay importable from here.
 from .._constants import MISSING as MISSING
 from .._constants import _Missing as _Missing
+from .._replies import Reply, SMTPReplyError
 from .._syntax import syntax
 from ._types import AuthResult, LoginPassword
 from .sasl import SASLError, parse_plain
@@ -37,9 +40,10 @@ log = logging.getLogger("smtpkit.smtp")
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
-AUTH_SUCCESS = "235 2.7.0 Authentication successful"
-AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
-AUTH_LINE_TOO_LONG = "500 5.5.6 Authentication Exchange line is too long"
+# The bare lines, for code that compares them as strings.
+AUTH_SUCCESS = replies.AUTH_SUCCESS.format()
+AUTH_INVALID = replies.AUTH_INVALID.format()
+AUTH_LINE_TOO_LONG = replies.AUTH_LINE_TOO_LONG.format()
 # RFC 4954 §4: a client response may be up to 12288 octets long.
 _RESPONSE_LIMIT = 12288
 _VALID_NAME = re.compile(r"[A-Z0-9_-]+")
@@ -137,8 +141,10 @@ class AuthCommands:
         _last_reply: bytes
 
         async def push(self, status: Any) -> None: ...
-        async def _push(self, status: str | bytes) -> None: ...
-        async def _push_hook_reply(self, status: object, source: str) -> None: ...
+        async def _push(self, status: Reply | str | bytes, *, exempt: bool = ...) -> None: ...
+        async def _push_hook_reply(
+            self, status: object, source: str, *, exempt: bool = ...
+        ) -> None: ...
         async def _readline(self, limit: int = ...) -> Any: ...
         def _close(self) -> None: ...
         async def _call_handler_hook(self, command: str, *args: Any) -> Any: ...
@@ -191,10 +197,7 @@ class AuthCommands:
         if await self.check_helo_needed("EHLO"):
             return
         assert self.session is not None and self.envelope is not None
-        reply = self._auth_refusal(arg)
-        if reply is not None:
-            await self._push(reply)
-            return
+        self._check_auth_allowed(arg)
         assert arg is not None
         args = arg.split()
         name = args[0].upper()
@@ -210,7 +213,7 @@ class AuthCommands:
             if status is None and not self._final_reply_sent(before):
                 # The mechanism said it replied, but the client is still
                 # waiting for the end of the exchange: never leave it hanging.
-                status = AUTH_INVALID
+                status = replies.AUTH_INVALID
         if status is not None:
             await self._push_hook_reply(status, source)
         if self.session.authenticated:
@@ -223,28 +226,31 @@ class AuthCommands:
         """Whether a reply other than a ``334`` challenge went out since ``before``."""
         return self._replies_sent > before and not self._last_reply.startswith(b"334")
 
-    def _auth_refusal(self, arg: str | None) -> str | None:
-        """The reply refusing this AUTH command before any exchange, or None."""
+    def _check_auth_allowed(self, arg: str | None) -> None:
+        """Refuse this AUTH command before any exchange, when it may not run.
+
+        Raises:
+            SMTPReplyError: the reply refusing it.
+        """
         assert self.session is not None and self.envelope is not None
         if not self.session.extended_smtp:
-            return "500 Error: command 'AUTH' not recognized"
+            raise SMTPReplyError(replies.AUTH_NOT_RECOGNIZED)
         if self._auth_require_tls and not self._tls_active:
-            return "538 5.7.11 Encryption required for requested authentication mechanism"
+            raise SMTPReplyError(replies.ENCRYPTION_REQUIRED)
         if self.session.authenticated:
-            return "503 Already authenticated"
+            raise SMTPReplyError(replies.ALREADY_AUTHENTICATED)
         if self.envelope.mail_from:
             # RFC 4954 §4: not permitted during a mail transaction.
-            return "503 5.5.1 Error: AUTH not permitted during a mail transaction"
+            raise SMTPReplyError(replies.AUTH_IN_TRANSACTION)
         if not arg:
-            return "501 Not enough value"
+            raise SMTPReplyError(replies.AUTH_NOT_ENOUGH_VALUES)
         args = arg.split()
         if len(args) > 2:
-            return "501 Too many values"
+            raise SMTPReplyError(replies.AUTH_TOO_MANY_VALUES)
         if args[0].upper() not in self._auth_methods:
-            return "504 5.5.4 Unrecognized authentication type"
-        return None
+            raise SMTPReplyError(replies.AUTH_UNKNOWN_MECHANISM)
 
-    def _auth_status(self, result: Any) -> str | None:
+    def _auth_status(self, result: Any) -> Reply | str | None:
         """Record the outcome of a mechanism; return the reply to send, if any."""
         assert self.session is not None
         if isinstance(result, AuthResult):
@@ -252,22 +258,22 @@ class AuthCommands:
                 self.session.authenticated = True
                 self.session.auth_data = result.auth_data
                 self.session._login_data = getattr(result.auth_data, "login", None)
-                return result.message or AUTH_SUCCESS
+                return result.message or replies.AUTH_SUCCESS
             if result.handled:
                 return None
-            return result.message or AUTH_INVALID
+            return result.message or replies.AUTH_INVALID
         if result is None:
             return None
         if result is MISSING or result is False:
-            return AUTH_INVALID
+            return replies.AUTH_INVALID
         self.session.authenticated = True
         self.session._login_data = result
-        return AUTH_SUCCESS
+        return replies.AUTH_SUCCESS
 
     async def _count_auth_failure(self) -> None:
         self._auth_failures += 1
         if self.max_auth_failures and self._auth_failures >= self.max_auth_failures:
-            await self._push("421 4.7.0 Too many failed authentication attempts, goodbye")
+            await self._push(replies.TOO_MANY_AUTH_FAILURES)
             self._close()
 
     async def challenge_auth(
@@ -293,19 +299,19 @@ class AuthCommands:
         await self._push(b"334 " + (b64encode(raw) if encode_to_b64 else raw))
         line = await self._readline(_RESPONSE_LIMIT)
         if not isinstance(line, bytes) or len(line) > _RESPONSE_LIMIT:
-            await self._push(AUTH_LINE_TOO_LONG)
+            await self._push(replies.AUTH_LINE_TOO_LONG)
             return MISSING
         if log_client_response:
             warnings.warn("AUTH exchange logging is on: credentials may be logged", stacklevel=2)
             log.debug("%r AUTH response: %r", self.session.peer if self.session else None, line)
         blob = line.strip()
         if blob == b"*":
-            await self._push("501 5.7.0 Auth aborted")
+            await self._push(replies.AUTH_ABORTED)
             return MISSING
         try:
             return b64decode(blob, validate=True)
         except binascii.Error:
-            await self._push("501 5.5.2 Can't decode base64")
+            await self._push(replies.CANNOT_DECODE_BASE64)
             return MISSING
 
     async def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
@@ -346,7 +352,7 @@ class AuthCommands:
         try:
             return b64decode(args[1].encode(), validate=True)
         except (binascii.Error, ValueError):
-            await self._push("501 5.5.2 Can't decode base64")
+            await self._push(replies.CANNOT_DECODE_BASE64)
             return None
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:

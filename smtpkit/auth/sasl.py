@@ -13,6 +13,7 @@ import dataclasses
 import json
 import re
 
+from smtpkit import _replies
 from smtpkit.auth._types import LoginPassword
 
 __all__ = [
@@ -50,7 +51,7 @@ _BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*)")
 # "=" that does not start one of the two escapes is a syntax error.
 _SASLNAME = re.compile(r"(?:[^,=\x00]|=2C|=3D)+")
 
-_PLAIN_SPLIT_REPLY = "501 5.5.2 Can't split auth value"
+_PLAIN_SPLIT_REPLY = _replies.CANNOT_SPLIT.format()
 
 
 class SASLError(ValueError):
@@ -247,7 +248,7 @@ def _compact_json(doc: dict[str, str]) -> bytes:
 
 def _malformed(mech: str, why: str) -> SASLError:
     # ``why`` is always one of our fixed phrases, never client data.
-    return SASLError(f"501 5.5.2 Can't parse {mech} response: {why}")
+    return SASLError(_replies.CANNOT_PARSE.fill(mechanism=mech, why=why).format())
 
 
 def _decode_utf8(data: bytes, mech: str) -> str:

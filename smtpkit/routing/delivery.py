@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .. import _replies as replies
 from .._connection import INTERNAL_ERROR
 from ..auth._command import MISSING, _Missing
 from ..lmtp import LMTP
@@ -30,12 +31,12 @@ __all__ = ["ACCEPTED", "ExceptionMapper", "Router", "no_route_reply", "worst_rep
 log = logging.getLogger("smtpkit.routing")
 
 #: The reply of a route function that returned None.
-ACCEPTED = "250 OK"
+ACCEPTED = replies.OK.format()
 
 
 def no_route_reply(address: str) -> str:
     """The reply refusing a recipient that matches no route."""
-    return f"550 5.1.1 <{address}>: Recipient address rejected: no route"
+    return replies.NO_ROUTE.fill(address=address).format()
 
 
 class ExceptionMapper:

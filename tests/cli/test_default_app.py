@@ -86,7 +86,12 @@ def test_start_up_says_where_and_what(start: Start, tmp_path: Path) -> None:
     serving = command.wait_for(r"serving the embedded default, storing every message in (\S+)")
     assert serving.group(1) == str(tmp_path / "smtpkit-mail")
     extensions = command.wait_for(r"extensions: (.*)").group(1)
-    assert extensions.split(", ") == ["SIZE 33554432", "8BITMIME", "PIPELINING"]
+    assert extensions.split(", ") == [
+        "SIZE 33554432",
+        "8BITMIME",
+        "PIPELINING",
+        "ENHANCEDSTATUSCODES",
+    ]
 
 
 def test_default_address_is_loopback_8025(start: Start) -> None:

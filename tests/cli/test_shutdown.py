@@ -48,7 +48,7 @@ def test_a_transfer_in_flight_completes_and_the_process_exits_0(
     client = open_data(port)
 
     signalled(command, signum)
-    assert finish_data(client) == (250, b"OK")
+    assert finish_data(client) == (250, b"2.0.0 OK")
     # The idle session was told to go; new connections are refused (or, when one slips
     # in before the listener closes, told to go at once).
     assert idle.noop()[0] == 421
@@ -110,7 +110,7 @@ def test_the_stop_message_says_what_happens_to_each_session(start: Start) -> Non
     # Between RCPT and DATA is between commands: told to go while the transfer still runs.
     code, text = between.getreply()
     assert (code, text[:6], text[-21:]) == (421, b"4.3.2 ", b"Service shutting down")
-    assert finish_data(transfer) == (250, b"OK")
+    assert finish_data(transfer) == (250, b"2.0.0 OK")
     assert command.wait() == 0
     between.close()
     transfer.close()

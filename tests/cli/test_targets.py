@@ -284,7 +284,7 @@ def test_serves_an_app(start: Start, modules: Path) -> None:
         assert client.ehlo()[0] == 250
         assert client.ehlo_resp is not None and client.ehlo_resp.startswith(b"app.example")
         code, reply = client.docmd("PID")
-        assert (code, int(reply)) == (250, command.pid)
+        assert (code, reply.split()) == (250, [b"2.0.0", str(command.pid).encode()])
         client.sendmail("a@example.com", ["zoe@example.com"], "Subject: x\r\n\r\nhello\r\n")
         with pytest.raises(smtplib.SMTPRecipientsRefused):
             client.sendmail("a@example.com", ["zoe@elsewhere.example"], "x\r\n")
@@ -298,7 +298,7 @@ def test_serves_a_handler_with_the_smtp_class(start: Start, modules: Path) -> No
         client.ehlo()
         client.mail("a@example.com")
         client.rcpt("anyone@anywhere.example")
-        assert client.data(b"Subject: s\r\n\r\nbody\r\n") == (250, b"Stored by the handler")
+        assert client.data(b"Subject: s\r\n\r\nbody\r\n") == (250, b"2.0.0 Stored by the handler")
     assert command.wait_for(r"^handled (\S+) (\d+)$", "stdout").groups() == ("a@example.com", "20")
 
 

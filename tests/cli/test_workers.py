@@ -34,7 +34,7 @@ def pid_of_new_connection(port: int) -> int:
     with smtplib.SMTP(HOST, port, timeout=READY) as client:
         code, reply = client.docmd("PID")
         assert code == 250
-        return int(reply)
+        return int(reply.removeprefix(b"2.0.0 "))  # after the enhanced status code
 
 
 def pids_seen(port: int, wanted: set[int], tries: int = 400) -> set[int]:
@@ -61,7 +61,7 @@ def test_two_workers_share_the_port_and_stop_on_sigterm(start: Start, project: P
 def test_a_crashed_worker_is_restarted_with_a_backoff(start: Start, project: Path) -> None:
     command, port, pids = start_workers(start, "mailapp:app")
     client = smtplib.SMTP(HOST, port, timeout=READY)
-    victim = int(client.docmd("PID")[1])
+    victim = int(client.docmd("PID")[1].removeprefix(b"2.0.0 "))
     with pytest.raises(smtplib.SMTPServerDisconnected):
         client.docmd("CRASH")
     client.close()
@@ -90,7 +90,7 @@ def test_sigterm_lets_a_transfer_finish_in_a_worker(start: Start, tmp_path: Path
     )
     for pid in pids.values():
         command.wait_for(rf"\[{pid}\] INFO smtpkit.cli: SIGTERM received")
-    assert finish_data(client) == (250, b"OK")
+    assert finish_data(client) == (250, b"2.0.0 OK")
     assert command.wait() == 0
     (stored,) = maildir_messages(tmp_path / "smtpkit-mail")
     assert stored.endswith(b"The first half,\nand the second half.\n")

@@ -96,7 +96,7 @@ def test_a_background_server_is_waited_for_and_stopped(tmp_path: Path) -> None:
 {FENCE}console
 $ smtpkit run --port {port} --maildir box &
 $ python -c 'import smtplib; print(smtplib.SMTP("127.0.0.1", {port}).noop())'
-(250, b'OK')
+(250, b'2.0.0 OK')
 {FENCE}
 """
     run_page(tmp_path, page)

@@ -140,10 +140,10 @@ def test_lifespan_state_reaches_each_session(serve_app: ServeApp) -> None:
     assert events == ["start"]
     assert dict(app.state) == {"greeting": "hello", "counter": 0}
     with served.client() as first, served.client() as second:
-        assert first.docmd("STATE") == (250, b"hello 1")
-        assert first.docmd("STATE") == (250, b"hello 2")
+        assert first.docmd("STATE") == (250, b"2.0.0 hello 1")
+        assert first.docmd("STATE") == (250, b"2.0.0 hello 2")
         # A copy per session.
-        assert second.docmd("STATE") == (250, b"hello 1")
+        assert second.docmd("STATE") == (250, b"2.0.0 hello 1")
     served.stop()
     assert events == ["start", "stop"]
     assert dict(app.state) == {}
@@ -224,7 +224,7 @@ def test_protocol_factory_for_create_server(server: Callable[..., Any]) -> None:
     app = ping_app(config=ServerConfig(hostname="mx.example.test"))
     running = server(factory=app.protocol_factory())
     with smtplib.SMTP(HOST, running.port, timeout=TIMEOUT) as client:
-        assert client.docmd("PING") == (259, b"Pong")
+        assert client.docmd("PING") == (259, b"2.0.0 Pong")
         assert client.ehlo()[1].startswith(b"mx.example.test")
 
 
@@ -280,7 +280,7 @@ def test_controller_with_the_app_class(controller_app: tuple[App, list[str]]) ->
     controller.start()
     try:
         with smtplib.SMTP(HOST, controller.port, timeout=TIMEOUT) as client:
-            assert client.docmd("PING") == (259, b"Pong")
+            assert client.docmd("PING") == (259, b"2.0.0 Pong")
             assert client.sendmail("x@example.net", ["bart@example.com"], MESSAGE) == {}
     finally:
         controller.stop()
@@ -361,7 +361,7 @@ def test_run_serves_until_interrupted(tmp_path: Path, loop: str) -> None:
     try:
         reply = _talk_over_unix_socket(path, process)
         assert reply.startswith(b"220 mx.example.test")
-        assert b"259 Pong" in reply
+        assert b"259 2.0.0 Pong" in reply
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=TIMEOUT)
     finally:

@@ -48,7 +48,7 @@ def test_custom_mechanism_with_a_challenge(serve_app: ServeApp) -> None:
         assert client.docmd(b64("wrong"))[0] == 535
         client.docmd("AUTH", "X-TOKEN")
         assert client.docmd(b64("s3cret")) == (235, b"2.7.0 Authentication successful")
-        assert client.mail("anne@example.com") == (250, b"hello token-user")
+        assert client.mail("anne@example.com") == (250, b"2.0.0 hello token-user")
 
 
 def test_mechanism_is_an_auth_method_of_the_class() -> None:

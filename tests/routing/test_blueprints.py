@@ -52,10 +52,10 @@ def test_blueprint_registered_twice_with_different_domains(serve_app: ServeApp) 
         client.ehlo()
         for user, domain in [("anne", "example.com"), ("bart", "example.org")]:
             client.mail("x@example.net")
-            assert client.rcpt(f"{user}@{domain}") == (250, b"OK")
+            assert client.rcpt(f"{user}@{domain}") == (250, b"2.0.0 OK")
             assert client.rcpt(f"{user}@example.net")[0] == 550
             assert client.data(MESSAGE) == (250, b"2.0.0 delivered")
-        assert client.docmd("RCPTS") == (250, b"4")
+        assert client.docmd("RCPTS") == (250, b"2.0.0 4")
     assert log == [
         ("mailboxes.inbox", "anne", "example.com"),
         ("org-mailboxes.inbox", "bart", "example.org"),
@@ -71,7 +71,7 @@ def test_one_blueprint_on_two_apps(serve_app: ServeApp) -> None:
     for app, domain in ((first, "one.example"), (second, "two.example")):
         with serve_app(app).client() as client:
             assert client.sendmail("x@example.net", [f"anne@{domain}"], MESSAGE) == {}
-            assert client.docmd("RCPTS") == (250, b"1")
+            assert client.docmd("RCPTS") == (250, b"2.0.0 1")
     assert [entry[2] for entry in log] == ["one.example", "two.example"]
     assert first.smtp_class is not second.smtp_class
 
@@ -200,4 +200,4 @@ def test_blueprint_exception_handler_and_hooks(serve_app: ServeApp) -> None:
     with serve_app(app).client() as client:
         client.ehlo()
         assert client.mail("new@example.com") == (451, b"4.7.1 greylisted, try again later")
-        assert client.mail("old@example.com") == (250, b"OK")
+        assert client.mail("old@example.com") == (250, b"2.0.0 OK")

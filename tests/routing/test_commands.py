@@ -19,8 +19,8 @@ def test_async_command_replies_with_push(serve_app: ServeApp) -> None:
         await server.push(f"259 Pong {arg or ''}".strip())
 
     with serve_app(app).client() as client:
-        assert client.docmd("PING") == (259, b"Pong")
-        assert client.docmd("ping", "hello") == (259, b"Pong hello")
+        assert client.docmd("PING") == (259, b"2.0.0 Pong")
+        assert client.docmd("ping", "hello") == (259, b"2.0.0 Pong hello")
 
 
 def test_command_is_a_real_method_with_its_syntax() -> None:
@@ -53,10 +53,10 @@ def test_help_lists_commands(serve_app: ServeApp) -> None:
         assert code == 250
         assert b" PING " in text
         assert b" XSTATUS" in text
-        assert client.docmd("HELP", "ping") == (250, b"Syntax: PING [ignored]")
-        assert client.docmd("HELP", "XSTATUS") == (250, b"Syntax: XSTATUS")
+        assert client.docmd("HELP", "ping") == (250, b"2.0.0 Syntax: PING [ignored]")
+        assert client.docmd("HELP", "XSTATUS") == (250, b"2.0.0 Syntax: XSTATUS")
         client.ehlo()
-        assert client.docmd("HELP", "PING") == (250, b"Syntax: PING [ignored] [SP <more>]")
+        assert client.docmd("HELP", "PING") == (250, b"2.0.0 Syntax: PING [ignored] [SP <more>]")
 
 
 def test_when_hides_the_command_from_help(serve_app: ServeApp) -> None:
@@ -69,7 +69,7 @@ def test_when_hides_the_command_from_help(serve_app: ServeApp) -> None:
     with serve_app(app).client() as client:
         assert b"SECRET" not in client.docmd("HELP")[1]
         # Hidden from HELP, still a command.
-        assert client.docmd("SECRET") == (250, b"psst")
+        assert client.docmd("SECRET") == (250, b"2.0.0 psst")
 
 
 def test_plain_command_runs_in_a_thread_and_returns_its_reply(serve_app: ServeApp) -> None:
@@ -87,10 +87,10 @@ def test_plain_command_runs_in_a_thread_and_returns_its_reply(serve_app: ServeAp
         return None
 
     with serve_app(app).client() as client:
-        assert client.docmd("WHO") == (250, b"you are 127.0.0.1")
+        assert client.docmd("WHO") == (250, b"2.0.0 you are 127.0.0.1")
         # No reply from the command: the next reply is the NOOP's.
         client.send(b"QUIET\r\nNOOP\r\n")
-        assert client.getreply() == (250, b"OK")
+        assert client.getreply() == (250, b"2.0.0 OK")
     assert threads and threads[0] is not threading.main_thread()
     assert threads[0].name.startswith("AnyIO worker thread")
 
@@ -103,7 +103,7 @@ def test_async_command_may_return_its_reply(serve_app: ServeApp) -> None:
         return f"250 {arg}"
 
     with serve_app(app).client() as client:
-        assert client.docmd("ECHO", "hi there") == (250, b"hi there")
+        assert client.docmd("ECHO", "hi there") == (250, b"2.0.0 hi there")
 
 
 def test_add_command_is_the_plain_twin(serve_app: ServeApp) -> None:
@@ -114,7 +114,7 @@ def test_add_command_is_the_plain_twin(serve_app: ServeApp) -> None:
 
     assert app.add_command("PING", ping) is ping
     with serve_app(app).client() as client:
-        assert client.docmd("PING") == (259, b"Pong")
+        assert client.docmd("PING") == (259, b"2.0.0 Pong")
 
 
 def test_decorator_returns_the_function_unchanged() -> None:
@@ -138,7 +138,7 @@ def test_builtin_commands_need_override(serve_app: ServeApp) -> None:
         app.add_command("NOOP", noop)
     app.add_command("NOOP", noop, syntax="NOOP", override=True)
     with serve_app(app).client() as client:
-        assert client.noop() == (250, b"my noop")
+        assert client.noop() == (250, b"2.0.0 my noop")
 
 
 @pytest.mark.parametrize("name", ["", "1X", "P NG", "PING!", "é"])

@@ -71,7 +71,7 @@ def test_hooks_of_one_verb_chain_in_order(serve_app: ServeApp) -> None:
         assert client.rcpt("no1@example.com") == (550, b"5.7.1 first says no")
         assert client.rcpt("no2@example.com") == (550, b"5.7.1 second says no")
         # Both passed: the server accepts as if there were no hook.
-        assert client.rcpt("yes@example.com") == (250, b"OK")
+        assert client.rcpt("yes@example.com") == (250, b"2.0.0 OK")
         assert client.data(MESSAGE)[0] == 250
     assert calls == [
         "first no1@example.com",
@@ -117,10 +117,10 @@ def test_helo_mail_rset_noop_vrfy_quit_hooks(serve_app: ServeApp) -> None:
         # HELO passed: the default reply, and the name is remembered.
         assert client.helo("client.test")[0] == 250
         assert client.mail("spammer@example.com") == (553, b"5.7.1 not you")
-        assert client.mail("anne@example.com") == (250, b"OK")
+        assert client.mail("anne@example.com") == (250, b"2.0.0 OK")
         assert client.rset() == (250, b"2.0.0 forgotten")
-        assert client.docmd("NOOP", "x") == (250, b"noop x")
-        assert client.verify("bart@example.com") == (250, b"<bart@example.com>")
+        assert client.docmd("NOOP", "x") == (250, b"2.0.0 noop x")
+        assert client.verify("bart@example.com") == (250, b"2.0.0 <bart@example.com>")
         assert client.quit() == (221, b"2.0.0 see you")
     assert quits == ["client.test"]
 
@@ -154,7 +154,7 @@ def test_ehlo_hooks_thread_the_responses(serve_app: ServeApp) -> None:
         assert not client.has_extn("pipelining")
         assert text.splitlines()[-1] == b"HELP"
         # The host name was recorded: MAIL does not ask for EHLO first.
-        assert client.mail("anne@example.com") == (250, b"OK")
+        assert client.mail("anne@example.com") == (250, b"2.0.0 OK")
     assert "250-XCLIENT NAME" in seen[0]
     assert any("PIPELINING" in line for line in seen[0])
 
@@ -203,7 +203,7 @@ def test_streaming_hooks_all_run(serve_app: ServeApp) -> None:
         client.ehlo()
         client.mail("anne@example.com")
         client.rcpt("bart@example.com")
-        assert client.data(MESSAGE) == (250, b"OK")
+        assert client.data(MESSAGE) == (250, b"2.0.0 OK")
         client.mail("anne@example.com")
         client.rcpt("bart@example.com")
         assert client.data((b"x" * 70 + b"\r\n") * 60)[0] == 552
@@ -256,7 +256,7 @@ def test_starttls_hooks_that_pass_let_the_session_go_on(serve_app: ServeApp, tls
 
     with serve_app(app, **{"tls.context": tls.server}).client() as client:
         client.starttls(context=tls.client)
-        assert client.noop() == (250, b"OK")
+        assert client.noop() == (250, b"2.0.0 OK")
 
 
 def proxy_client(port: int, header: bytes) -> socket.socket:
@@ -311,13 +311,13 @@ def test_plain_hook_does_not_block_other_sessions(serve_app: ServeApp) -> None:
         try:
             assert entered.wait(TIMEOUT)
             # The loop is free: another client is served while the hook blocks.
-            assert second.noop() == (250, b"OK")
+            assert second.noop() == (250, b"2.0.0 OK")
             assert second.helo("client.test")[0] == 250
             assert waiting.is_alive() and not results
         finally:
             release.set()
             waiting.join(TIMEOUT)
-    assert results == [(250, b"slow done")]
+    assert results == [(250, b"2.0.0 slow done")]
 
 
 def test_hook_exception_gets_451(serve_app: ServeApp) -> None:

@@ -74,7 +74,7 @@ def test_routes_accept_refuse_and_capture(serve_app: ServeApp) -> None:
 def test_no_routes_means_every_recipient_is_accepted(serve_app: ServeApp) -> None:
     refused, reply = send(serve_app(App()), ["anyone@anywhere.example"])
     assert refused == {}
-    assert reply == (250, b"OK")
+    assert reply == (250, b"2.0.0 OK")
 
 
 def test_first_matching_route_wins(serve_app: ServeApp) -> None:
@@ -91,7 +91,7 @@ def test_first_matching_route_wins(serve_app: ServeApp) -> None:
 
     _, reply = send(serve_app(app), ["postmaster@example.com", "anne@example.com"])
     # None means accepted.
-    assert reply == (250, b"OK")
+    assert reply == (250, b"2.0.0 OK")
     assert got == {"postmaster": ("postmaster@example.com",), "everyone": ("anne@example.com",)}
     assert [route.name for route in app.routes] == ["postmaster", "everyone"]
 
@@ -99,7 +99,7 @@ def test_first_matching_route_wins(serve_app: ServeApp) -> None:
 @pytest.mark.parametrize(
     ("replies", "expected"),
     [
-        (("250 a", "250 b"), (250, b"a")),
+        (("250 a", "250 b"), (250, b"2.0.0 a")),
         (("250 a", "451 4.3.0 b"), (451, b"4.3.0 b")),
         (("452 4.2.2 a", "554 5.0.0 b"), (554, b"5.0.0 b")),
         (("554 5.0.0 a", "550 5.0.0 b"), (554, b"5.0.0 a")),
@@ -198,7 +198,7 @@ def test_rcpt_hooks_run_before_routing(serve_app: ServeApp) -> None:
     )
     assert refused["blocked@example.com"] == (550, b"5.7.1 blocked")
     assert refused["nobody@other.org"][0] == 550
-    assert reply == (250, b"OK")
+    assert reply == (250, b"2.0.0 OK")
     assert seen == ["blocked@example.com", "anne@example.com", "nobody@other.org"]
 
 
@@ -238,7 +238,7 @@ def test_data_hook_decides_before_the_routes(serve_app: ServeApp) -> None:
 
     served = serve_app(app)
     assert send(served, ["anne@example.com"], MESSAGE + b"viagra\r\n")[1] == (554, b"5.7.1 spam")
-    assert send(served, ["bart@example.com"])[1] == (250, b"OK")
+    assert send(served, ["bart@example.com"])[1] == (250, b"2.0.0 OK")
     assert delivered == ["bart"]
 
 
@@ -259,14 +259,14 @@ def test_routes_get_the_content_when_chunks_are_streamed(
 
     body = MESSAGE + b"line\r\n" * 20_000
     served = serve_app(app)
-    assert send(served, ["anne@example.com"], body)[1] == (250, b"OK")
+    assert send(served, ["anne@example.com"], body)[1] == (250, b"2.0.0 OK")
     assert bytes(streamed) == body
     # An empty message streams no chunk at all.
     client = raw(served.port)
     for line in ("EHLO client.test", "MAIL FROM:<anne@example.com>", "RCPT TO:<bart@example.com>"):
         assert client.command(line).startswith("250")
     assert client.command("DATA").startswith("354")
-    assert client.command(".") == "250 OK"
+    assert client.command(".") == "250 2.0.0 OK"
     assert contents == [body, b""]
 
 
@@ -291,7 +291,7 @@ def test_lmtp_routes_reply_per_recipient(serve_app: ServeApp, raw: Callable[...,
         "RCPT TO:<full@example.com>",
         "RCPT TO:<ok@example.com>",
     ):
-        assert client.command(line) == "250 OK"
+        assert client.command(line) == "250 2.0.0 OK"
     assert client.command("DATA").startswith("354")
     client.send(MESSAGE + b".\r\n")
     assert client.lines(3) == [
@@ -333,7 +333,7 @@ def test_captures_argument_for_reserved_names(serve_app: ServeApp) -> None:
 
     refused, reply = send(serve_app(app), ["anne@example.com", "A1@example.com"])
     assert list(refused) == ["A1@example.com"]
-    assert reply == (250, b"OK")
+    assert reply == (250, b"2.0.0 OK")
     assert got == [{"name": "anne"}]
 
 
@@ -389,5 +389,5 @@ def test_a_route_with_the_pattern_of_an_earlier_one_is_reported_at_build(
         "the same pattern and comes first"
     ]
     _, reply = send(serve_app(app), ["anne@example.com"])
-    assert reply == (250, b"OK")
+    assert reply == (250, b"2.0.0 OK")
     assert got == ["first"]
