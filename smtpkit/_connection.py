@@ -11,8 +11,11 @@ How a connection runs:
   and written in one go whenever the server is about to wait for the client
   (RFC 2920 §3.2 lets a server batch the replies to pipelined commands); the
   public :meth:`Connection.push` writes at once.
-* During DATA, ``data_received`` feeds the decoder directly, so message bytes
-  are never copied into the command buffer.
+* The connection is in one phase at a time (``_phase``: the PROXY header,
+  commands, data, closing), which decides where its input goes. During
+  DATA, ``data_received`` feeds the message's transfer
+  (:mod:`smtpkit._transfer`) directly, so message bytes are never copied into
+  the command buffer; between messages there is no transfer.
 * The task yields to the loop after every ``_LINES_PER_TURN`` lines, so a
   client that pipelines without end cannot keep the others waiting.
 * No timer per connection: one sweep per event loop (:mod:`smtpkit._clock`)
