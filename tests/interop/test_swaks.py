@@ -117,7 +117,7 @@ def test_swaks_sees_enhanced_status_codes_from_an_app(swaks: str, loop_kind: str
 
     @app.route("(user)@example.com")
     def deliver(message: RoutedMessage) -> None:
-        received.append(message.recipients)
+        received.append(list(message.recipients))
 
     with serving(app.handler, loop_kind, smtp_class=app.smtp_class) as server:
         status, transcript = run_swaks_plain(swaks, server.port)
