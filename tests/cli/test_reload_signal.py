@@ -202,3 +202,29 @@ def test_a_rolling_restart_under_load_refuses_and_loses_nothing(
     )
     assert {int(replaced) for _, replaced in restarted} == old
     assert not any(line for line in command.lines["stderr"] if "Traceback" in line)
+
+
+def test_a_rolling_restart_stops_at_a_worker_that_cannot_start(
+    start: Start, tmp_path: Path
+) -> None:
+    config = write(tmp_path, "smtpkit.toml", 'hostname = "one.example"\n')
+    command = start("run", "--config", str(config), "--workers", "2", "--port", "0")
+    port = int(command.wait_for(r"2 workers serving .* on port (\d+)").group(1))
+    pids = {int(m.group(2)) for m in command.wait_for_all(r"worker (\d) started \(pid (\d+)\)", 2)}
+    for pid in pids:
+        command.wait_for(rf"\[{pid}\] INFO smtpkit.cli: listening on ")
+
+    write(tmp_path, "smtpkit.toml", 'hostname = "two.example"\n[limits]\nmax_recipients = 5\n')
+    begin = command.count()
+    command.send_signal(signal.SIGHUP)
+    stopped = command.wait_for(
+        r"SIGHUP: the new worker 1 \(pid (\d+)\) exited with status 2 before listening", start=begin
+    )
+    assert int(stopped.group(1)) not in pids
+    for _ in range(20):  # both old workers still serve, with the old configuration
+        assert greeting(port).startswith("one.example")
+    assert "worker 1 restarted" not in command.output()
+    command.send_signal()
+    assert command.wait() == 0
+    for pid in pids:
+        command.wait_for(rf"worker \d \(pid {pid}\) stopped")
