@@ -1,0 +1,57 @@
+"""The BDAT reference dialogs against a real Postfix smtpd, and against smtpkit.
+
+``bdat_dialogs.REFERENCE`` holds the reply codes Postfix answers to each
+scripted dialog. The first test checks the table against a throw-away
+Postfix instance, so the reference stays what Postfix really does. The second
+runs the same dialogs against smtpkit once smtpkit offers CHUNKING; where
+smtpkit means to differ from Postfix, ``SMTPKIT_DIFFERENCES`` says how and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from . import HOST, Recorder, ServerThread, serving
+from .bdat_dialogs import (
+    DIALOG_BY_NAME,
+    DIALOGS,
+    REFERENCE,
+    SIZE_LIMIT,
+    advertises_chunking,
+    run_dialog,
+)
+from .postfix import Postfix
+
+pytestmark = pytest.mark.interop
+
+#: Dialog name -> (smtpkit's codes, why they differ from Postfix's).
+SMTPKIT_DIFFERENCES: dict[str, tuple[list[int], str]] = {}
+
+NAMES = [dialog.name for dialog in DIALOGS]
+
+
+def test_every_dialog_has_a_reference() -> None:
+    assert sorted(REFERENCE) == sorted(NAMES)
+    assert set(SMTPKIT_DIFFERENCES) <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_postfix_answers_the_reference_codes(postfix_receiver: Postfix, name: str) -> None:
+    codes = run_dialog(HOST, postfix_receiver.port, DIALOG_BY_NAME[name])
+    assert codes == REFERENCE[name], DIALOG_BY_NAME[name].rfc
+
+
+@pytest.fixture(scope="module")
+def smtpkit_server() -> Iterator[ServerThread]:
+    with serving(Recorder(), data_size_limit=SIZE_LIMIT) as server:
+        yield server
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_smtpkit_answers_like_postfix(smtpkit_server: ServerThread, name: str) -> None:
+    if not advertises_chunking(HOST, smtpkit_server.port):
+        pytest.skip("smtpkit does not offer CHUNKING (BDAT) yet")
+    expected, _why = SMTPKIT_DIFFERENCES.get(name, (REFERENCE[name], ""))
+    assert run_dialog(HOST, smtpkit_server.port, DIALOG_BY_NAME[name]) == expected
