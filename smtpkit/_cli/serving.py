@@ -285,9 +285,10 @@ def reload_plan(plan: ServePlan, engine: Engine) -> bool:
     _warn_restart_only(plan.config, config)
     if plan.refresh is not None:
         plan.refresh()
+    if config.log_level != plan.config.log_level:
+        logging.getLogger().setLevel(config.log_level.upper())
     engine.reload(factory, config)
     plan.config = engine.config
-    logging.getLogger().setLevel(plan.config.log_level.upper())
     log.info(
         "SIGHUP: reloaded the configuration, certificates and password files; new sessions "
         "use them, the %d open session(s) keep theirs",
