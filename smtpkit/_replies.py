@@ -29,7 +29,16 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-__all__ = ["Reply", "SMTPReplyError", "all_replies", "default_enhanced", "with_enhanced"]
+__all__ = [
+    "Reply",
+    "SMTPReplyError",
+    "all_replies",
+    "default_enhanced",
+    "has_enhanced",
+    "known",
+    "looks_enhanced",
+    "with_enhanced",
+]
 
 # RFC 3463 §2: status-code = class "." subject "." detail, class 2, 4 or 5,
 # subject and detail 1 to 3 digits each.
