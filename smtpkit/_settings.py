@@ -12,9 +12,9 @@ The values are checked with the same rules as ``ServerConfig``
 ``limits.timeout = 0``.
 
 ``SMTP(...)`` finds its settings in a cache keyed by the class, the handler's
-class, the configuration object and the keyword values. The cache of a class
-is held weakly by the class (classes that an App compiles at run time can be
-collected), and is cleared when it grows past :data:`_PER_CLASS`.
+class, the configuration object and the keyword values. Each class's cache
+hangs on a weak reference to the class (classes that an App compiles at run
+time can be collected), and is cleared when it grows past :data:`_PER_CLASS`.
 Unhashable keyword values (a ``command_call_limit`` dict, a list of
 networks) are keyed by their contents; other unhashable objects by identity,
 and the settings keep a reference to them so that identity stays theirs.
@@ -83,6 +83,13 @@ EXTRA_NAMES = frozenset(
     }
 )
 _CLASS_NAMES = tuple(sorted(EXTRA_NAMES))
+# The keywords whose type settings_for puts in the cache key, at these indexes.
+assert [KEYWORDS[i] for i in (0, 7, 12, 14)] == [
+    "data_size_limit",
+    "timeout",
+    "command_call_limit",
+    "proxy_protocol_timeout",
+]
 _class_values = operator.attrgetter(*_CLASS_NAMES)
 
 _INT = "an integer"
@@ -144,7 +151,9 @@ class Settings:
 
 
 _Cache = dict[Hashable, Settings]
-_caches: weakref.WeakKeyDictionary[type, _Cache] = weakref.WeakKeyDictionary()
+# id(class) -> (a weak reference to the class, its cache); the reference's
+# callback drops the entry when the class goes.
+_caches: dict[int, tuple[weakref.ref[type], _Cache]] = {}
 #: Settings kept per class; past it the class's cache starts again.
 _PER_CLASS = 64
 
@@ -171,17 +180,17 @@ def settings_for(
     """
     if "handle_EHLO" in getattr(handler, "__dict__", ()):
         check_ehlo_hook(handler)  # set on the instance: the class says nothing
+    # Equal numbers of another type (1, 1.0, True) must not share settings:
+    # the type-checked keywords' types are part of the key.
     key: Hashable = (
         type(handler),
         id(config),
         values,
-        tuple(map(type, values)),
+        (type(values[0]), type(values[7]), type(values[12]), type(values[14])),
         _class_values(cls),
-        tuple(extras.items()) if extras else (),
+        (tuple(extras.items()), tuple(map(type, extras.values()))) if extras else (),
     )
-    cache = _caches.get(cls)
-    if cache is None:
-        cache = _caches[cls] = {}
+    cache = _cache_of(cls)
     try:
         found = cache.get(key)
     except TypeError:  # an unhashable value: key it by its contents
@@ -194,6 +203,16 @@ def settings_for(
         cache.clear()
     cache[key] = settings
     return settings
+
+
+def _cache_of(cls: type) -> _Cache:
+    entry = _caches.get(id(cls))
+    if entry is not None and entry[0]() is cls:
+        return entry[1]
+    cache: _Cache = {}
+    ident = id(cls)
+    _caches[ident] = (weakref.ref(cls, lambda _: _caches.pop(ident, None)), cache)
+    return cache
 
 
 def _hashable(value: Any) -> Hashable:
