@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ._replies import TOO_MANY_CONNECTIONS as _TOO_MANY
 
 if TYPE_CHECKING:
-    from ._ratelimit import RateLimiter
+    from .ratelimit import RateLimiter
 
 __all__ = ["TOO_MANY_CONNECTIONS", "ConnectionLimiter"]
 

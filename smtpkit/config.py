@@ -28,7 +28,7 @@ import msgspec
 import msgspec.toml
 from typing_extensions import Self
 
-from ._ratelimit import RateStore
+from .ratelimit import RateStore
 
 __all__ = [
     "ENV_CONFIG_FILE",
