@@ -265,12 +265,17 @@ def _rest(reader: _Reader) -> list[int]:
     return codes
 
 
-def advertises_chunking(host: str, port: int, timeout: float = 5.0) -> bool:
-    """Whether the server's EHLO reply lists CHUNKING."""
+def ehlo_keywords(host: str, port: int, timeout: float = 5.0) -> set[str]:
+    """The upper-cased EHLO keywords the server at ``host:port`` advertises."""
     with socket.create_connection((host, port), timeout=timeout) as sock:
         reader = _Reader(sock)
         reader.reply()
         sock.sendall(b"EHLO client.test\r\n")
         _, lines = reader.reply()
         sock.sendall(b"QUIT\r\n")
-    return any(line[4:].split(b" ")[0].upper() == b"CHUNKING" for line in lines)
+    return {line[4:].split(b" ")[0].decode("ascii", "replace").upper() for line in lines[1:]}
+
+
+def advertises_chunking(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Whether the server's EHLO reply lists CHUNKING."""
+    return "CHUNKING" in ehlo_keywords(host, port, timeout)

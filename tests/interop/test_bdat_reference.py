@@ -37,6 +37,11 @@ def test_every_dialog_has_a_reference() -> None:
     assert set(SMTPKIT_DIFFERENCES) <= set(NAMES)
 
 
+def test_the_reference_server_offers_chunking(postfix_receiver: Postfix) -> None:
+    # The same check decides whether smtpkit's dialogs run: it must see Postfix's CHUNKING.
+    assert advertises_chunking(HOST, postfix_receiver.port)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_postfix_answers_the_reference_codes(postfix_receiver: Postfix, name: str) -> None:
     codes = run_dialog(HOST, postfix_receiver.port, DIALOG_BY_NAME[name])

@@ -19,6 +19,7 @@ from smtpkit.smtp import Envelope, Session
 
 from . import HOST, Recorder, ServerThread, serving, wait_for
 from . import postfix as postfix_peer
+from .bdat_dialogs import ehlo_keywords
 from .conftest import peer_unavailable
 from .postfix import Postfix
 from .recorder import RecordedSession, RecorderServer
@@ -98,6 +99,29 @@ def test_sendmail_message_relayed_into_smtpkit_keeps_its_envelope(
     assert content.endswith(b"\r\n\r\nHello.\r\n")
     assert content.startswith(b"Received: by postfix.test (Postfix")
     relay.wait_log(r"status=sent \(250")
+
+
+def test_sendmail_dsn_request_relayed_into_smtpkit(
+    relay: Postfix, smtpkit: tuple[ServerThread, Recorder]
+) -> None:
+    relay.sendmail(
+        "sender@client.test",
+        ["rcpt@remote.test"],
+        message("dsn into smtpkit"),
+        notify="success,failure",
+        envid="envid+one",
+    )
+    _, envelope = delivered(smtpkit[1], "dsn into smtpkit")
+    assert envelope.rcpt_tos == ["rcpt@remote.test"]
+    mail = {option.split("=", 1)[0].upper() for option in envelope.mail_options}
+    rcpt = {option.split("=", 1)[0].upper() for option in envelope.rcpt_options}
+    if "DSN" in ehlo_keywords(HOST, smtpkit[0].port):
+        assert "ENVID" in mail
+        assert {"NOTIFY", "ORCPT"} <= rcpt
+    else:
+        # Postfix only sends DSN parameters to a server that offers DSN.
+        assert not mail & {"ENVID", "RET"}
+        assert not rcpt & {"NOTIFY", "ORCPT"}
 
 
 def test_message_through_postfix_smtpd_reaches_smtpkit_for_each_recipient(
