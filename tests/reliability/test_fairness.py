@@ -1,6 +1,6 @@
 """One client that pipelines without end must not stall the others.
 
-``smtpkit run`` serves a handler whose ``NOOP n`` replies ``250 n``. Flooding
+``smtpkit run`` serves a handler whose ``NOOP n`` replies ``250 2.0.0 n``. Flooding
 clients each pipeline a long burst of numbered NOOPs and read their replies,
 while a probe client makes NOOP round trips one at a time. The probe's worst
 round trip must stay short, and every flooder must get every reply, in order.
@@ -22,7 +22,7 @@ ECHO = textwrap.dedent(
     """
     class Echo:
         async def handle_NOOP(self, server, session, envelope, arg):
-            return f"250 {arg}"
+            return f"250 2.0.0 {arg}"
 
 
     handler = Echo()
@@ -58,7 +58,7 @@ class Flooder:
     def __init__(self, port: int, count: int) -> None:
         self.count = count
         self.sock = socket.create_connection((HOST, port), timeout=60)
-        self.expected = b"".join(b"250 %d\r\n" % n for n in range(count))
+        self.expected = b"".join(b"250 2.0.0 %d\r\n" % n for n in range(count))
         self.received = b""
         self._burst = b"".join(b"NOOP %d\r\n" % n for n in range(count))
         greeting = self.sock.recv(1024)
@@ -110,7 +110,7 @@ def probe_while(probe: socket.socket, flooders: list[Flooder]) -> list[float]:
             assert chunk, "the server closed the probe connection"
             reply += chunk
         times.append(time.perf_counter() - start)
-        assert reply == b"250 probe%d\r\n" % number
+        assert reply == b"250 2.0.0 probe%d\r\n" % number
         time.sleep(0.002)
     return times
 
