@@ -37,8 +37,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 HOST = "127.0.0.1"
-MASTER = Path("/usr/lib/postfix/sbin/master")
 SENDMAIL = Path("/usr/sbin/sendmail")
+
+
+def _daemon_directory() -> Path:
+    """Where Postfix's daemons are (``postconf -d -h daemon_directory``), or Debian's place."""
+    postconf = shutil.which("postconf") or "/usr/sbin/postconf"
+    try:
+        done = subprocess.run(
+            [postconf, "-d", "-h", "daemon_directory"], capture_output=True, text=True, timeout=10
+        )
+    except OSError:
+        return Path("/usr/lib/postfix/sbin")
+    return Path(done.stdout.strip() or "/usr/lib/postfix/sbin")
+
+
+MASTER = _daemon_directory() / "master"
 #: Seconds the instance may take to listen, and to stop.
 START_LIMIT = 20.0
 STOP_LIMIT = 10.0
