@@ -31,7 +31,12 @@ trap 'rm -rf "$work"' EXIT
 chmod 0777 "$work"
 cd "$work"
 if ! apt-get download -qq "${packages[@]}" 2>/dev/null; then
-    [ "$(id -u)" = 0 ] && apt-get update -qq
+    # Stale or missing package lists: only root can refresh them.
+    if [ "$(id -u)" != 0 ]; then
+        echo "fetch-exim: apt-get download ${packages[*]} failed; run apt-get update as root" >&2
+        exit 0
+    fi
+    apt-get update -qq
     apt-get download -qq "${packages[@]}"
 fi
 mkdir -p "$dest"
