@@ -16,6 +16,12 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy
 # The capture UI's browser tests (tests/browser/): headless Chromium and its WebDriver.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+# nginx's mail proxy, in front of smtpkit for the XCLIENT tests.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_mail_module.so ] || need+=(libnginx-mod-mail)
+
+# Exim cannot be installed beside Postfix: it is unpacked into a folder of its own.
+bash "$(dirname "$0")/fetch-exim.sh"
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
@@ -30,4 +36,16 @@ export DEBIAN_FRONTEND=noninteractive
 # Postfix is only needed for its tools: install it with no mail configuration.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# The tests start the daemons they need with configurations of their own: keep the
+# packages' scripts from starting system services (nginx on port 80, Postfix) meanwhile.
+policy=/usr/sbin/policy-rc.d
+own_policy=
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    own_policy=1
+fi
+status=0
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || status=$?
+[ -n "$own_policy" ] && rm -f "$policy"
+exit "$status"
