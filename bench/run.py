@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark smtpkit against aiosmtpd, Postfix's smtp-sink and the ceiling; print the figures.
 
-    python bench/run.py                 # everything, about 35 minutes on 2 cores
+    python bench/run.py                 # everything, about 40 minutes on 2 cores
     python bench/run.py --quick         # a short smoke run, about 5 minutes
     python bench/run.py --only throughput,stall --rounds 5
     python bench/run.py --write-docs    # also rewrite the results in docs/performance.md
