@@ -1,7 +1,7 @@
 """Construction and accept cost: one SMTP(), one connection through an App's factory.
 
 The client ``clients/construct.py`` runs in the project's interpreter, on each loop, and
-times three steps in microseconds (see its docstring): building ``SMTP(handler, ...)`` as
+times three steps in microseconds of CPU time (see its docstring): building ``SMTP(handler, ...)`` as
 the bench servers do, one call of an App's protocol factory, and that call followed by
 ``connection_made`` and ``connection_lost`` on a transport with no socket. Each round
 runs the client once per loop; the table shows the median over the rounds.
@@ -53,4 +53,4 @@ def render(results: dict[str, dict[str, list[float]]]) -> str:
     for key, label in STEPS:
         cells = [results[loop].get(key) for loop in loops]
         rows.append([label, *(num(statistics.median(c), 1) if c else "-" for c in cells)])
-    return table(["step (µs per call)", *loops], rows)
+    return table(["step (µs of CPU per call)", *loops], rows)
