@@ -1,10 +1,11 @@
 """Construction and accept cost: one SMTP(), one connection through an App's factory.
 
 The client ``clients/construct.py`` runs in the project's interpreter, on each loop, and
-times three steps in microseconds of CPU time (see its docstring): building ``SMTP(handler, ...)`` as
-the bench servers do, one call of an App's protocol factory, and that call followed by
-``connection_made`` and ``connection_lost`` on a transport with no socket. Each round
-runs the client once per loop; the table shows the median over the rounds.
+times three steps in microseconds of CPU time (see its docstring): building
+``SMTP(handler, ...)`` as the bench servers do, one call of an App's protocol factory,
+and that call followed by ``connection_made`` and ``connection_lost`` on a transport with
+no socket. Each round runs the client once per loop; the table shows the median over the
+rounds.
 """
 
 from __future__ import annotations
