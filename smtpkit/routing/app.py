@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["App"]
 
-_log = logging.getLogger("smtpkit.app")
+_log = logging.getLogger("smtpkit.routing")
 
 _CLASS_NAME = re.compile(r"[^A-Za-z0-9_]")
 
