@@ -15,6 +15,7 @@ import signal
 import smtplib
 import ssl
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -228,3 +229,65 @@ def test_a_rolling_restart_stops_at_a_worker_that_cannot_start(
     assert command.wait() == 0
     for pid in pids:
         command.wait_for(rf"worker \d \(pid {pid}\) stopped")
+
+
+AUTH_APP = """
+from smtpkit import App, ServerConfig
+from smtpkit.auth import PasswordFileAuthenticator
+
+app = App(ServerConfig(hostname="auth.example"))
+app.authenticator(PasswordFileAuthenticator("passwd"))
+
+
+@app.route("(user)@example.com")
+def inbox(message):
+    pass
+"""
+
+
+def login(port: int, user: str, password: str) -> int:
+    with smtplib.SMTP(HOST, port, timeout=READY) as client:
+        client.ehlo("client.example")
+        try:
+            return client.login(user, password)[0]
+        except smtplib.SMTPAuthenticationError as exc:
+            return exc.smtp_code
+
+
+def add_user(tmp_path: Path, user: str, password: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "smtpkit.auth", "add-user", "passwd", user, "--password-stdin"],
+        cwd=tmp_path,
+        input=password + "\n",
+        capture_output=True,
+        text=True,
+        timeout=EXIT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_sighup_reads_the_password_file_again_and_keeps_it_when_broken(
+    start: Start, tmp_path: Path
+) -> None:
+    write(tmp_path, "authapp.py", AUTH_APP)
+    add_user(tmp_path, "alice", "wonderland")
+    env = {"SMTPKIT_AUTH__REQUIRE_TLS": "false"}
+    command = start("run", "authapp:app", "--port", "0", env=env)
+    port = command.port()
+    assert login(port, "alice", "wonderland") == 235
+
+    (tmp_path / "passwd").write_text("alice:not-a-hash\n")
+    begin = command.count()
+    command.send_signal(signal.SIGHUP)
+    command.wait_for(r"ERROR smtpkit.routing: keeping the previous users of passwd: ", start=begin)
+    command.wait_for(RELOADED, start=begin)
+    assert login(port, "alice", "wonderland") == 235
+
+    (tmp_path / "passwd").unlink()
+    add_user(tmp_path, "bob", "builder")
+    begin = command.count()
+    command.send_signal(signal.SIGHUP)
+    command.wait_for(r"INFO smtpkit.auth: read 1 users from passwd", start=begin)
+    assert login(port, "bob", "builder") == 235
+    assert login(port, "alice", "wonderland") == 535
