@@ -250,20 +250,15 @@ def _build(
     limits = _limits(cls, extras)
     timeout = _number("timeout", given["timeout"])
     data_size_limit = _number("data_size_limit", given["data_size_limit"])
-    enable_utf8 = given["enable_SMTPUTF8"]
-    extra = (26 if data_size_limit else 0) + (10 if enable_utf8 else 0)
-    # RFC 1870 and RFC 6531 let MAIL grow by their parameters, once.
-    command_limits = _command_limits(limits["command_size_limit"] + extra)
     tls_context = given["tls_context"]
     if tls_context is not None:
         _warn_tls_context(tls_context)
     auth, auth_warnings = _auth(cls, handler, given)
-    rate_window = limits["data_rate_window"]
     return Settings(
         hostname=given["hostname"] or _fqdn(),
         ident=given["ident"] or IDENT,
         data_size_limit=data_size_limit,
-        enable_SMTPUTF8=enable_utf8,
+        enable_SMTPUTF8=given["enable_SMTPUTF8"],
         decode_data=given["decode_data"],
         tls_context=tls_context,
         require_starttls=bool(tls_context and given["require_starttls"]),
@@ -271,12 +266,11 @@ def _build(
         proxy_timeout=_proxy_timeout(given["proxy_protocol_timeout"]),
         trusted_networks=_networks(limits["proxy_trusted_networks"]),
         call_limits=_call_limits(given["command_call_limit"]),
-        command_size_limits=command_limits,
-        read_limit=max(limits["line_length_limit"], AUTH_LINE_LIMIT + 2, *command_limits.values()),
-        tick=min(timeout, rate_window) if limits["data_min_rate"] else timeout,
+        **_line_limits(limits, data_size_limit, given["enable_SMTPUTF8"]),
+        tick=min(timeout, limits["data_rate_window"]) if limits["data_min_rate"] else timeout,
         max_unknown_commands=limits["max_unknown_commands"],
         data_min_rate=limits["data_min_rate"],
-        data_rate_window=rate_window,
+        data_rate_window=limits["data_rate_window"],
         instance_values=tuple(
             (name, value)
             for name, value in extras.items()
@@ -286,6 +280,15 @@ def _build(
         keep=(config, *kept),
         **auth,
     )
+
+
+def _line_limits(limits: dict[str, Any], data_size_limit: Any, utf8: bool) -> dict[str, Any]:
+    """The longest command line per verb, and the longest line the loop buffers."""
+    # RFC 1870 and RFC 6531 let MAIL grow by their parameters, once.
+    extra = (26 if data_size_limit else 0) + (10 if utf8 else 0)
+    command_limits = _command_limits(limits["command_size_limit"] + extra)
+    read_limit = max(limits["line_length_limit"], AUTH_LINE_LIMIT + 2, *command_limits.values())
+    return {"command_size_limits": command_limits, "read_limit": read_limit}
 
 
 _DEFAULTS: dict[str, Any] = {}
