@@ -253,6 +253,12 @@ class Connection(asyncio.StreamReaderProtocol):
         if value:
             self._phase = _CLOSING
 
+    def __del__(self) -> None:
+        # StreamReaderProtocol.__del__ reads the ``_closed`` future its
+        # __init__ makes; that __init__ is not called here, so it would only
+        # raise and catch an AttributeError for every connection that goes.
+        pass
+
     def _create_session(self) -> Session:
         return Session(self.loop)
 
