@@ -91,11 +91,15 @@ class Envelope:
         original_content: the message as bytes, always.
         rcpt_tos: the accepted recipients, in order.
         rcpt_options: RCPT's ESMTP parameters, upper-cased.
+        body_type: MAIL's ``BODY`` parameter: ``"7BIT"`` (the default),
+            ``"8BITMIME"`` or ``"BINARYMIME"`` (RFC 3030: the content is
+            binary, came by BDAT, and stays bytes even with ``decode_data``).
     """
 
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "body_type",
         "content",
         "mail_from",
         "mail_options",
@@ -111,5 +115,6 @@ class Envelope:
         self.smtp_utf8 = False
         self.content: bytes | str | None = None
         self.original_content: bytes | None = None
+        self.body_type = "7BIT"
         self.rcpt_tos: list[str] = []
         self.rcpt_options: list[str] = []

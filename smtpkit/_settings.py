@@ -80,6 +80,7 @@ EXTRA_NAMES = frozenset(
         "proxy_trusted_networks",
         "connection_limiter",
         "enhanced_status_codes",
+        "chunking",
     }
 )
 _CLASS_NAMES = tuple(sorted(EXTRA_NAMES))
@@ -331,9 +332,9 @@ def _limits(cls: type, extras: dict[str, Any]) -> dict[str, Any]:
     for name, value in limits.items():
         if name in _NUMBER_RULES:
             limits[name] = _number(name, value)
-    if not isinstance(limits["enhanced_status_codes"], bool):
-        value = limits["enhanced_status_codes"]
-        raise TypeError(f"enhanced_status_codes = {value!r}: expected True or False")
+    for name in ("enhanced_status_codes", "chunking"):
+        if not isinstance(limits[name], bool):
+            raise TypeError(f"{name} = {limits[name]!r}: expected True or False")
     return limits
 
 

@@ -649,6 +649,13 @@ class ServerConfig(_Section):
             "(RFC 2034); off = aiosmtpd's exact reply texts."
         },
     )
+    chunking: bool = field(
+        default=True,
+        metadata={
+            "doc": "Offer CHUNKING and BINARYMIME and take messages by BDAT (RFC 3030); "
+            "off = DATA only, as aiosmtpd."
+        },
+    )
     loop: Literal["asyncio", "uvloop"] = field(
         default="asyncio",
         metadata={"doc": "Event loop used by `smtpkit run` and App.serve()."},
@@ -787,6 +794,7 @@ _SMTP_KWARGS: dict[str, str] = {
     "enable_SMTPUTF8": "enable_smtputf8",
     "decode_data": "decode_data",
     "enhanced_status_codes": "enhanced_status_codes",
+    "chunking": "chunking",
     "hostname": "hostname",
     "ident": "ident",
     "tls_context": "tls.context",
