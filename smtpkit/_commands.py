@@ -167,6 +167,8 @@ class Commands(Connection):
             )
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as error:
             log.info("%r TLS handshake failed: %s", self.session.peer, error)
+            if self._observed is not None:
+                self._observed.tls_done(None, error)
             self._tls_failed(old, error)
             await self._report_tls_failure(error)
             raise ConnectionResetError("TLS handshake failed") from error
@@ -184,6 +186,8 @@ class Commands(Connection):
         session.ssl = _ssl_info(new)
         self._set_rset_state()
         self._tls_active = True
+        if self._observed is not None:
+            self._observed.tls_done(session.ssl, None)
         self._tls_handshake_okay = await self._starttls_hook_okay(session)
 
     async def _report_tls_failure(self, cause: Exception | None) -> None:
@@ -456,6 +460,8 @@ class Commands(Connection):
             raise
         finally:
             self._end_transfer()
+            if self._observed is not None:
+                self._observed.size = transfer.size
         if transfer.error is not None:
             if stream is not None:
                 await self._data_abort(transfer.error)

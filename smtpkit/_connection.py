@@ -33,10 +33,12 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, AnyStr
 
+from . import _events
 from . import _replies as replies
 from ._clock import clock_for
 from ._constants import AUTH_LINE_LIMIT, MISSING, Phase
 from ._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
+from ._logs import SESSION_LOG
 from ._replies import Reply, SMTPReplyError, with_enhanced
 from ._reply_check import ReplyError, enhanced_lines, reply_lines
 from ._session import Envelope, Session
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from .proxy_protocol import ProxyData
 
 log = logging.getLogger("smtpkit.smtp")
+_events.subscribe(SESSION_LOG)
 
 # The phases, as names local to the module (looked up on every input).
 _PROXY, _COMMANDS, _DATA, _CLOSING = Phase.PROXY, Phase.COMMANDS, Phase.DATA, Phase.CLOSING
@@ -128,6 +131,7 @@ class Connection(asyncio.StreamReaderProtocol):
         "_eof",
         "_last_activity",
         "_last_reply",
+        "_observed",
         "_out",
         "_out_size",
         "_phase",
@@ -209,6 +213,8 @@ class Connection(asyncio.StreamReaderProtocol):
     _discarding_auth: bool
     _shutting_down: bool
     _counted_address: Any
+    #: What logs and metrics follow of this connection (None: nobody follows it).
+    _observed: _events.Record | None
     max_unknown_commands: int
     #: Shared by the connections of one server to cap their number.
     connection_limiter: ConnectionLimiter | None = None
@@ -241,6 +247,7 @@ class Connection(asyncio.StreamReaderProtocol):
         self._last_reply = b""
         self._shutting_down = False
         self._counted_address = _NOT_COUNTED
+        self._observed = None
 
     @property
     def _closing(self) -> bool:
@@ -285,12 +292,14 @@ class Connection(asyncio.StreamReaderProtocol):
             refusal = getattr(self.connection_limiter, "refusal", TOO_MANY_CONNECTIONS)
             transport.write(refusal.encode() + b"\r\n")  # type: ignore[attr-defined]
             transport.close()
+            _events.limit_hit("connections")
             return
         info = _ssl_info(transport)
         if info is not None:
             # Implicit TLS: the listening socket already wrapped the connection.
             self._tls_active = True
             session.ssl = info
+        self._observed = _events.observe(session.peer, info)
         self._last_activity = self.loop.time()
         if self._proxy_timeout is not None:
             clock_for(self.loop).add(self, min(self._proxy_timeout, self._tick))
@@ -380,6 +389,8 @@ class Connection(asyncio.StreamReaderProtocol):
             self.connection_limiter.release(self._counted_address)
             self._counted_address = _NOT_COUNTED
         self.transport = None
+        if self._observed is not None:
+            self._observed.lost(exc)
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -553,11 +564,15 @@ class Connection(asyncio.StreamReaderProtocol):
         self._out_size += len(response)
         self._replies_sent += 1
         self._last_reply = response
+        if self._observed is not None:
+            self._observed.reply(response)
         if self._out_size >= _OUTPUT_FLUSH:
             self._flush()
 
     def _write_now(self, status: Reply | str) -> None:
         self._out.append(self._wire(status))
+        if self._observed is not None:
+            self._observed.reply(self._out[-1])
         self._flush()
 
     def _flush(self) -> None:
@@ -716,6 +731,8 @@ class Connection(asyncio.StreamReaderProtocol):
             return
         self._phase = _COMMANDS
         self._last_activity = self.loop.time()
+        if self._observed is not None:
+            self._observed.proxied(self.session.proxy_data if self.session else None)
         self._greet()
         if self._buf:
             self._runner = self.loop.create_task(self._run())
@@ -804,6 +821,8 @@ class Connection(asyncio.StreamReaderProtocol):
                 line = self._next_line(self._settings.read_limit)
                 if line is None:
                     break
+                if self._observed is not None and isinstance(line, bytes):
+                    self._observed.command_line(line)
                 try:
                     command = self._parse(line)
                     if command is not None:
@@ -963,29 +982,47 @@ class Connection(asyncio.StreamReaderProtocol):
         it there.
         """
         peer = self.session.peer if self.session is not None else None
-        log.error("%r error while handling a command", peer, exc_info=error)
-        return await self._ask_exception_hook(error)
+        status = await self._exception_reply(error)
+        if status is None:
+            log.error("%r error while handling a command", peer, exc_info=error)
+            return INTERNAL_ERROR
+        # The handler expected this one: its reply is the news, not a traceback.
+        session = self._observed.session_id if self._observed is not None else None
+        log.info(
+            "%r handle_exception turned %s: %s into %r",
+            peer,
+            type(error).__name__,
+            error,
+            status,
+            extra={"smtpkit": {"session": session, "event": "exception", "reply": status}},
+        )
+        return status
 
     async def _ask_exception_hook(self, error: Exception) -> str:
         """The reply the handler's ``handle_exception`` gives, or ``451 4.3.0``."""
+        status = await self._exception_reply(error)
+        return INTERNAL_ERROR if status is None else status
+
+    async def _exception_reply(self, error: Exception) -> str | None:
+        """The reply the handler's ``handle_exception`` gives, or None for none (or a bad one)."""
         peer = self.session.peer if self.session is not None else None
         hook = getattr(self.event_handler, "handle_exception", None)
         if hook is None:
-            return INTERNAL_ERROR
+            return None
         try:
             status = hook(error)
             if inspect.isawaitable(status):
                 status = await status
         except Exception:
             log.exception("%r handle_exception() raised", peer)
-            return INTERNAL_ERROR
+            return None
         if not isinstance(status, str) or not status:
-            return INTERNAL_ERROR
+            return None
         try:
             reply_lines(status)
         except ReplyError as problem:
             log.error("%r handle_exception returned %r: %s", peer, status, problem)
-            return INTERNAL_ERROR
+            return None
         return status
 
     # ------------------------------------------------------------------

@@ -664,6 +664,10 @@ class ServerConfig(_Section):
         default="info",
         metadata={"doc": "Logging level: critical, error, warning, info or debug."},
     )
+    log_format: Literal["text", "json"] = field(
+        default="text",
+        metadata={"doc": "Log line format: text, or json (one object per line)."},
+    )
     maildir: str = field(
         default="smtpkit-mail",
         metadata={"doc": "Maildir that the built-in default app delivers to."},

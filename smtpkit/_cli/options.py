@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from ..config import ENV_PREFIX, LOG_LEVELS, ConfigError, parse_setting
 
+LOG_FORMATS = ("text", "json")
+
 __all__ = [
     "DEFAULT_PROXY_TIMEOUT",
     "SERVER_FLAGS",
@@ -107,6 +109,7 @@ SERVER_FLAGS: tuple[Flag, ...] = (
         "SECONDS",
     ),
     Flag("--log-level", "log_level", "logging level (default: info)", "LEVEL", LOG_LEVELS),
+    Flag("--log-format", "log_format", "log line format (default: text)", "FORMAT", LOG_FORMATS),
     Flag(
         "--maildir",
         "maildir",

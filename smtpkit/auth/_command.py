@@ -33,6 +33,7 @@ from ._types import AuthResult, LoginPassword
 from .sasl import SASLError, parse_plain
 
 if TYPE_CHECKING:
+    from .._events import Record
     from .._session import Envelope, Session
     from ..smtp import SMTP
 
@@ -139,6 +140,7 @@ class AuthCommands:
         _tls_active: bool
         _replies_sent: int
         _last_reply: bytes
+        _observed: Record | None
 
         async def push(self, status: Any) -> None: ...
         async def _push(self, status: Reply | str | bytes, *, exempt: bool = ...) -> None: ...
@@ -216,6 +218,8 @@ class AuthCommands:
                 status = replies.AUTH_INVALID
         if status is not None:
             await self._push_hook_reply(status, source)
+        if self._observed is not None:
+            self._observed.auth(name, bool(self.session.authenticated), self.session._login_data)
         if self.session.authenticated:
             log.info("%r authenticated with %s", self.session.peer, name)
         else:
@@ -298,6 +302,8 @@ class AuthCommands:
         raw = challenge.encode() if isinstance(challenge, str) else challenge
         await self._push(b"334 " + (b64encode(raw) if encode_to_b64 else raw))
         line = await self._readline(_RESPONSE_LIMIT)
+        if self._observed is not None:
+            self._observed.secret_line()
         if not isinstance(line, bytes) or len(line) > _RESPONSE_LIMIT:
             await self._push(replies.AUTH_LINE_TOO_LONG)
             return MISSING
