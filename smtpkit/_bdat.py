@@ -58,7 +58,7 @@ TOO_MUCH_DATA = Reply(552, "5.3.4", "Error: Too much mail data")
 
 # RFC 3030 §2: bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CR LF,
 # chunk-size = 1*DIGIT, end-marker = "LAST".
-_ARGUMENT = re.compile(r"([0-9]+)(?: +(\S+))?")
+_ARGUMENT = re.compile(r"([0-9]+)(?: +(.+))?")
 
 
 def parse_bdat(arg: str | None) -> tuple[int, bool] | int | None:
