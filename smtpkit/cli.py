@@ -120,6 +120,9 @@ def _is_import_machinery(filename: str) -> bool:
 
 
 def _fail(prog: str, message: str, status: int) -> int:
+    from ._output import drain
+
+    drain()  # the log lines still queued come first: the error is the last line
     print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
     return status
 

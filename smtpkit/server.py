@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import stat
+import threading
 import weakref
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
@@ -104,7 +105,8 @@ class Engine:
         self.config = config
         self.sock = sock
         self.connections = _Connections(protocol_factory, connection_limiter(config))
-        self._abort = anyio.Event()
+        # A flag, not an anyio.Event: the engine may be built before the loop runs.
+        self._abort = threading.Event()
         self._patient = False
 
     async def serve(
@@ -279,7 +281,7 @@ async def close(
     protocols: Callable[[], Iterable[asyncio.BaseProtocol]],
     timeout: float,
     *,
-    abort: anyio.Event | None = None,
+    abort: threading.Event | anyio.Event | None = None,
     patient: bool = False,
 ) -> None:
     """Close a listener, then drain its connections: the one stop sequence.
@@ -314,7 +316,7 @@ async def close(
 async def _ended_by_themselves(
     protocols: Callable[[], Iterable[asyncio.BaseProtocol]],
     timeout: float,
-    abort: anyio.Event | None,
+    abort: threading.Event | anyio.Event | None,
 ) -> bool:
     """Wait up to ``timeout`` for every connection to close; True when they all did."""
     with anyio.move_on_after(timeout):
@@ -328,7 +330,7 @@ async def _ended_by_themselves(
 async def _drain(
     protocols: Callable[[], Iterable[asyncio.BaseProtocol]],
     timeout: float,
-    abort: anyio.Event | None,
+    abort: threading.Event | anyio.Event | None,
 ) -> bool:
     """Ask each open connection to finish; True when all did within ``timeout``."""
     asked: weakref.WeakSet[asyncio.BaseProtocol] = weakref.WeakSet()

@@ -370,6 +370,9 @@ def _configure_logging(level: str) -> None:
 
 
 def _exit_with(message: str, status: int) -> NoReturn:
+    from .._output import drain
+
+    drain()  # the log lines still queued come first: the error is the last line
     print(f"smtpkit: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(status)
 
