@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from smtpkit.smtp import SMTP
+
 from . import Recorder, serving, wait_for
 from . import exim as exim_peer
 from .conftest import peer_unavailable
@@ -85,3 +87,34 @@ def test_exim_delivers_into_smtpkit(exim_for: EximSetups) -> None:
     assert envelope.rcpt_tos == ["rcpt@dest.test"]
     assert session.host_name == "exim.test"
     assert (envelope.original_content or b"").endswith(b"\r\n\r\nHello.\r\n.\r\n..\r\n")
+
+
+class BdatCounting(SMTP):
+    """Keeps the argument of every BDAT command its connections received."""
+
+    bdat_args: list[str | None] = []
+
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        self.bdat_args.append(arg)
+        await super().smtp_BDAT(arg)
+
+
+def test_exim_delivers_by_bdat_into_smtpkit(exim_for: EximSetups) -> None:
+    recorder = Recorder()
+    BdatCounting.bdat_args = []
+    with serving(recorder, smtp_class=BdatCounting, chunking=True) as server:
+        exim = Exim(server.port)
+        exim_for.append(exim)
+        exim.send("sender@exim.test", "rcpt@dest.test", MESSAGE)
+        wait_for(lambda: bool(recorder.messages), "Exim's BDAT message in smtpkit")
+    assert BdatCounting.bdat_args, "Exim did not use BDAT"
+    assert (BdatCounting.bdat_args[-1] or "").upper().endswith(" LAST")
+    _session, envelope = recorder.messages[0]
+    assert envelope.mail_from == "sender@exim.test"
+    assert envelope.rcpt_tos == ["rcpt@dest.test"]
+    content = envelope.original_content or b""
+    # Intact: the lines Exim wrote, CRLF-ended, nothing unstuffed or added at the end.
+    assert b"\r\nSubject: from exim\r\n" in content
+    assert content.endswith(b"\r\n\r\nHello.\r\n.\r\n..\r\n")
+    sizes = [int((arg or "0").split()[0]) for arg in BdatCounting.bdat_args]
+    assert sum(sizes) == len(content)
