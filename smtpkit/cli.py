@@ -17,14 +17,16 @@ went away. ``docs/cli.md`` is the reference; a test keeps it in step with ``--he
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import platform
 import signal
 import socket
 import sys
+import tempfile
 import traceback
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -277,12 +279,21 @@ def _run(namespace: argparse.Namespace) -> int:
         return _run_with_reload(namespace)
     target = load_target(namespace.target) if namespace.target else None
     config = _load(namespace, target)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     if namespace.worker is not None:
+        _count_for_the_pool()
         return _serve(target, config, namespace, http=http)
     if config.workers.count > 1:
         return _run_workers(namespace, target, config)
     return _serve(target, config, namespace, http=http)
+
+
+def _count_for_the_pool() -> None:
+    """In a worker of a pool with ``/metrics``, count into the pool's metrics directory."""
+    from . import metrics
+
+    if os.environ.get(metrics.MULTIPROCESS_ENV) and metrics.available():
+        metrics.enable()
 
 
 def _load(namespace: argparse.Namespace, target: Target | None) -> ServerConfig:
@@ -338,12 +349,19 @@ def _serve(
 def _http_service(
     options: HttpOptions, config: ServerConfig
 ) -> Callable[..., Coroutine[Any, Any, None]]:
-    """The capture UI over the ``--maildir`` folder, for ``ServePlan.http``."""
+    """The capture UI over the ``--maildir`` folder, ``/healthz`` and ``/metrics``."""
     import functools
 
+    from . import metrics
+    from .http.health import health_routes
     from .http.server import serve_http
 
-    return functools.partial(serve_http, options, config.maildir)
+    with_metrics = metrics.available()
+    if not with_metrics:
+        log.info("no /metrics on the HTTP listener: prometheus-client is not installed "
+                 "(pip install 'smtpkit-server[metrics]')")  # fmt: skip
+    routes = health_routes(with_metrics=with_metrics)
+    return functools.partial(serve_http, options, config.maildir, routes=routes)
 
 
 def _serving_failed(error: Exception) -> int:
@@ -450,12 +468,33 @@ def _run_workers(namespace: argparse.Namespace, target: Target | None, config: S
     if namespace.pid_file:
         write_pid_file(namespace.pid_file)
     try:
-        return supervise(pool)
+        with _metrics_directory(bool(http)):
+            return supervise(pool)
     finally:
         if namespace.pid_file:
             remove_pid_file(namespace.pid_file)
         for sock in pool.sockets:
             sock.close()
+
+
+@contextlib.contextmanager
+def _metrics_directory(wanted: bool) -> Iterator[None]:
+    """With ``--http``, a directory for the workers' metrics (prometheus multiprocess mode).
+
+    The workers inherit ``PROMETHEUS_MULTIPROC_DIR``; the one serving ``/metrics`` adds up
+    every worker's values. The directory is removed when the pool stops.
+    """
+    from .metrics import MULTIPROCESS_ENV
+
+    if not wanted or os.environ.get(MULTIPROCESS_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="smtpkit-metrics-") as directory:
+        os.environ[MULTIPROCESS_ENV] = directory
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_ENV]
 
 
 def _run_with_reload(namespace: argparse.Namespace) -> int:
@@ -464,7 +503,7 @@ def _run_with_reload(namespace: argparse.Namespace) -> int:
     from .reload import run_with_reloader
 
     config = load_config(namespace)
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     roots = source_roots(namespace.target) if namespace.target else []
     path = config_file(namespace, os.environ)
     files = [Path(path)] if path else []
@@ -483,7 +522,7 @@ def _run_with_reload(namespace: argparse.Namespace) -> int:
 # -- logging -------------------------------------------------------------------------------
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, log_format: str = "text") -> None:
     """Log to stderr: time, pid, level, logger and message, one line per record.
 
     Records are formatted where they are logged and written by a thread
@@ -493,10 +532,17 @@ def configure_logging(level: str) -> None:
 
     Args:
         level: one of ``LOG_LEVELS``.
+        log_format: ``text``, or ``json`` for one JSON object per line
+            (:class:`smtpkit._logs.JsonFormatter`).
     """
+    from ._logs import JsonFormatter
     from ._output import IsoFormatter, QueueLogHandler, writer_for
 
-    formatter = IsoFormatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    formatter = (
+        JsonFormatter()
+        if log_format == "json"
+        else IsoFormatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    )
     handler = QueueLogHandler(writer_for("stderr", report=lambda n: handler.dropped_report(n)))
     handler.setFormatter(formatter)
     handler.addFilter(_without_engine_listening)

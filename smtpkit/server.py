@@ -119,6 +119,7 @@ class Engine:
         """Serve until ``stop`` is set or the task is cancelled; see :func:`serve`."""
         async with lifespan if lifespan is not None else contextlib.nullcontext():
             listener = await listen(self.connections.create, self.config, sock=self.sock)
+            _LISTENING.add(self)
             try:
                 addresses = [sock.getsockname() for sock in listener.sockets]
                 log.info("listening on %s", ", ".join(map(str, addresses)))

@@ -149,11 +149,18 @@ async def _main(plan: ServePlan) -> None:
                 await group.start(_watch_signals, stop, plan, engine)
             if plan.worker is not None:
                 group.start_soon(_watch_parent, stop, os.getppid())
+            # The HTTP listener outlives the drain, so /healthz can say it drains.
+            http_stop = anyio.Event()
             if plan.http is not None:
-                await group.start(plan.http, stop)
+                await group.start(plan.http, http_stop)
             lifespan = plan.lifespan() if plan.lifespan is not None else None
             with _pid_file(plan.pid_file):
-                await engine.serve(lifespan=lifespan, ready=lambda a: _ready(plan, a), stop=stop)
+                try:
+                    await engine.serve(
+                        lifespan=lifespan, ready=lambda a: _ready(plan, a), stop=stop
+                    )
+                finally:
+                    http_stop.set()
         except Exception as exc:
             plan.error = exc
         finally:
