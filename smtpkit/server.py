@@ -52,6 +52,16 @@ _CLOSE_WAIT = 2.0
 _CLOSE_GRACE = 5.0
 #: The start of the message of an OSError from :func:`listen`.
 LISTEN_ERROR = "cannot listen on"
+#: The engines of this process that listen, and those that stopped listening and drain.
+_LISTENING: weakref.WeakSet[Engine] = weakref.WeakSet()
+_DRAINING: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def serving_state() -> str:
+    """``accepting``, ``draining`` or ``starting``: what this process's SMTP server does now."""
+    if _DRAINING:
+        return "draining"
+    return "accepting" if _LISTENING else "starting"
 
 
 async def serve(
@@ -164,13 +174,18 @@ class Engine:
         return len(self.connections.open())
 
     async def _stop(self, listener: asyncio.Server) -> None:
-        await close(
-            listener,
-            self.connections.open,
-            self.config.workers.graceful_timeout,
-            abort=self._abort,
-            patient=self._patient,
-        )
+        _LISTENING.discard(self)
+        _DRAINING.add(self)
+        try:
+            await close(
+                listener,
+                self.connections.open,
+                self.config.workers.graceful_timeout,
+                abort=self._abort,
+                patient=self._patient,
+            )
+        finally:
+            _DRAINING.discard(self)
         if self.config.listen.unix_socket and self.sock is None:
             _remove_socket(self.config.listen.unix_socket)
 
