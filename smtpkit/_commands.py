@@ -16,12 +16,22 @@ from . import _replies as replies
 from ._bdat import ChunkDecoder, ChunkedMessage, parse_bdat
 from ._connection import Connection, _ssl_info
 from ._constants import MISSING
+from ._dsn import (
+    MAIL_KEYWORDS,
+    RCPT_KEYWORDS,
+    MailDSN,
+    RcptDSN,
+    parse_mail_dsn,
+    parse_rcpt_dsn,
+)
 from ._grammar import GrammarError, parse_params, parse_path, strip_keyword
 from ._replies import Reply, SMTPReplyError
 from ._syntax import syntax
 from ._transfer import Transfer
 
 log = logging.getLogger("smtpkit.smtp")
+#: The DSN parameters of a recipient that had none (shared: it is frozen).
+NO_RCPT_DSN = RcptDSN()
 
 
 class TLSSetupException(Exception):
@@ -46,6 +56,13 @@ class Commands(Connection):
     chunking: bool = False
     #: The message arriving by BDAT in this transaction, or None.
     _bdat: ChunkedMessage | None = None
+    #: Offer DSN (RFC 3461) and read RET/ENVID on MAIL and NOTIFY/ORCPT on
+    #: RCPT. Off on the bare class, as aiosmtpd has none (it answers 555 to
+    #: those parameters); on in ServerConfig (``dsn``).
+    dsn: bool = False
+    #: Whether the handlers that store or relay a message (Mailbox, Proxy,
+    #: the App's routes) put a Received field in front of it.
+    received_header: bool = True
 
     def _advertised_mechanisms(self) -> list[str]:
         return []
@@ -73,6 +90,8 @@ class Commands(Connection):
             lines.append("250-8BITMIME")
         if self.enable_SMTPUTF8:
             lines.append("250-SMTPUTF8")
+        if self.dsn:
+            lines.append("250-DSN")
         lines.append("250-PIPELINING")
         if self.tls_context and not self._tls_active:
             lines.append("250-STARTTLS")
@@ -277,11 +296,12 @@ class Commands(Connection):
 
     def _path_and_params(
         self, keyword: str, arg: str | None, *, allow_null: bool
-    ) -> tuple[str, list[str]]:
+    ) -> tuple[str, list[str], list[str]]:
         """Parse ``FROM:<path> params`` / ``TO:<path> params``.
 
         Returns:
-            ``(address, options)``.
+            ``(address, options, raw)``: the options upper-cased, and as sent
+            (ENVID and ORCPT keep their case; a duplicate shows only there).
 
         Raises:
             SMTPReplyError: the argument does not parse.
@@ -306,22 +326,49 @@ class Commands(Connection):
         options = params.upper().split()
         if parse_params(options) is None:
             raise SMTPReplyError(syntax_error)
-        return address, options
+        return address, options, params.split()
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self.check_helo_needed() or await self.check_auth_needed("MAIL"):
             return
         assert self.envelope is not None
-        address, options = self._path_and_params("FROM:", arg, allow_null=True)
+        address, options, raw = self._path_and_params("FROM:", arg, allow_null=True)
         if self.envelope.mail_from:
             raise SMTPReplyError(replies.NESTED_MAIL)
         self._check_mail_params(options)
+        dsn = self._mail_dsn(raw)
         status = await self._call_handler_hook("MAIL", address, options)
         if status is MISSING:
             self.envelope.mail_from = address
             self.envelope.mail_options.extend(options)
+        if self.envelope.mail_from:  # accepted, here or by the hook
+            self.envelope.dsn = dsn
         await self._hook_or_default(status, replies.OK, "handle_MAIL")
+
+    def _mail_dsn(self, raw: list[str]) -> MailDSN | None:
+        """MAIL's RET and ENVID (None when DSN is off or neither was given).
+
+        Raises:
+            DSNError: a malformed or repeated DSN parameter (501 5.5.4).
+        """
+        if not self.dsn:
+            return None
+        found = parse_mail_dsn(raw)
+        return found if found.ret is not None or found.envid is not None else None
+
+    def _rcpt_dsn(self, options: list[str], raw: list[str]) -> RcptDSN:
+        """RCPT's NOTIFY and ORCPT; every other RCPT parameter is refused.
+
+        Raises:
+            SMTPReplyError: a parameter other than NOTIFY and ORCPT (555), or
+                a malformed or repeated one (a DSNError, 501 5.5.4).
+        """
+        if not options:
+            return NO_RCPT_DSN
+        if not self.dsn or any(o.split("=", 1)[0] not in RCPT_KEYWORDS for o in options):
+            raise SMTPReplyError(replies.RCPT_PARAMETERS)
+        return parse_rcpt_dsn(raw)
 
     def _check_mail_params(self, options: list[str]) -> None:
         """Validate MAIL's ESMTP parameters.
@@ -352,6 +399,9 @@ class Commands(Connection):
                 raise SMTPReplyError(replies.MAIL_SYNTAX_ESMTP)
             if self.data_size_limit and int(size) > self.data_size_limit:
                 raise SMTPReplyError(replies.SIZE_EXCEEDED)
+        if self.dsn:
+            for keyword in MAIL_KEYWORDS:  # read from the raw list by _mail_dsn
+                params.pop(keyword, None)
         if params:
             raise SMTPReplyError(replies.MAIL_PARAMETERS)
 
@@ -362,15 +412,17 @@ class Commands(Connection):
         assert self.envelope is not None
         if not self.envelope.mail_from:
             raise SMTPReplyError(replies.NEED_MAIL)
-        address, options = self._path_and_params("TO:", arg, allow_null=False)
-        if options:
-            raise SMTPReplyError(replies.RCPT_PARAMETERS)
+        address, options, raw = self._path_and_params("TO:", arg, allow_null=False)
+        dsn = self._rcpt_dsn(options, raw)
         if len(self.envelope.rcpt_tos) >= self.max_recipients:
             raise SMTPReplyError(replies.TOO_MANY_RECIPIENTS)
         status = await self._call_handler_hook("RCPT", address, options)
         if status is MISSING:
             self.envelope.rcpt_tos.append(address)
             self.envelope.rcpt_options.extend(options)
+        # rcpt_dsn stays parallel to rcpt_tos, also when the hook added the recipient.
+        envelope = self.envelope
+        envelope.rcpt_dsn.extend([dsn] * (len(envelope.rcpt_tos) - len(envelope.rcpt_dsn)))
         await self._hook_or_default(status, replies.OK, "handle_RCPT")
 
     @syntax("RSET")

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._dsn import MailDSN, RcptDSN
     from .proxy_protocol import ProxyData
 
 __all__ = ["Envelope", "Session"]
@@ -94,6 +95,11 @@ class Envelope:
         body_type: MAIL's ``BODY`` parameter: ``"7BIT"`` (the default),
             ``"8BITMIME"`` or ``"BINARYMIME"`` (RFC 3030: the content is
             binary, came by BDAT, and stays bytes even with ``decode_data``).
+        dsn: MAIL's DSN parameters (RFC 3461 ``RET`` and ``ENVID``, the
+            ENVID xtext-decoded), or None when MAIL had neither.
+        rcpt_dsn: each recipient's DSN parameters (``NOTIFY`` and
+            ``ORCPT``), parallel to ``rcpt_tos``; an empty
+            :class:`~smtpkit.dsn.RcptDSN` for a recipient that had none.
     """
 
     __slots__ = (
@@ -101,9 +107,11 @@ class Envelope:
         "__weakref__",
         "body_type",
         "content",
+        "dsn",
         "mail_from",
         "mail_options",
         "original_content",
+        "rcpt_dsn",
         "rcpt_options",
         "rcpt_tos",
         "smtp_utf8",
@@ -118,3 +126,5 @@ class Envelope:
         self.body_type = "7BIT"
         self.rcpt_tos: list[str] = []
         self.rcpt_options: list[str] = []
+        self.dsn: MailDSN | None = None
+        self.rcpt_dsn: list[RcptDSN] = []

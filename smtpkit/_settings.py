@@ -81,6 +81,8 @@ EXTRA_NAMES = frozenset(
         "connection_limiter",
         "enhanced_status_codes",
         "chunking",
+        "dsn",
+        "received_header",
     }
 )
 _CLASS_NAMES = tuple(sorted(EXTRA_NAMES))
@@ -285,9 +287,12 @@ def _build(
 
 def _line_limits(limits: dict[str, Any], data_size_limit: Any, utf8: bool) -> dict[str, Any]:
     """The longest command line per verb, and the longest line the loop buffers."""
-    # RFC 1870 and RFC 6531 let MAIL grow by their parameters, once.
-    extra = (26 if data_size_limit else 0) + (10 if utf8 else 0)
-    command_limits = _command_limits(limits["command_size_limit"] + extra)
+    # RFC 1870 and RFC 6531 let MAIL grow by their parameters, once; RFC 3461
+    # §5 lets MAIL grow by 100 octets (RET, ENVID) and RCPT by 500 (NOTIFY, ORCPT).
+    dsn = 100 if limits["dsn"] else 0
+    extra = (26 if data_size_limit else 0) + (10 if utf8 else 0) + dsn
+    base = limits["command_size_limit"]
+    command_limits = _command_limits(base + extra, base + 5 * dsn if dsn else 0)
     read_limit = max(limits["line_length_limit"], AUTH_LINE_LIMIT + 2, *command_limits.values())
     return {"command_size_limits": command_limits, "read_limit": read_limit}
 
@@ -332,7 +337,7 @@ def _limits(cls: type, extras: dict[str, Any]) -> dict[str, Any]:
     for name, value in limits.items():
         if name in _NUMBER_RULES:
             limits[name] = _number(name, value)
-    for name in ("enhanced_status_codes", "chunking"):
+    for name in ("enhanced_status_codes", "chunking", "dsn", "received_header"):
         if not isinstance(limits[name], bool):
             raise TypeError(f"{name} = {limits[name]!r}: expected True or False")
     return limits
@@ -432,9 +437,12 @@ def _excluded(names: Iterable[str] | str | None) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=64)
-def _command_limits(mail_limit: int) -> dict[str, int]:
+def _command_limits(mail_limit: int, rcpt_limit: int = 0) -> dict[str, int]:
     # Shared by every connection with the same limits (never changed).
-    return {"MAIL": mail_limit, "AUTH": AUTH_LINE_LIMIT}
+    limits = {"MAIL": mail_limit, "AUTH": AUTH_LINE_LIMIT}
+    if rcpt_limit:
+        limits["RCPT"] = rcpt_limit
+    return limits
 
 
 @functools.lru_cache(maxsize=1)

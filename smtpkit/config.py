@@ -656,6 +656,20 @@ class ServerConfig(_Section):
             "off = DATA only, as aiosmtpd."
         },
     )
+    dsn: bool = field(
+        default=True,
+        metadata={
+            "doc": "Offer DSN and accept RET/ENVID on MAIL and NOTIFY/ORCPT on RCPT (RFC 3461), "
+            "on envelope.dsn and envelope.rcpt_dsn."
+        },
+    )
+    received_header: bool = field(
+        default=True,
+        metadata={
+            "doc": "Put a Received trace field in front of each message the App's routes, "
+            "Mailbox and Proxy get (RFC 5321 §4.4)."
+        },
+    )
     loop: Literal["asyncio", "uvloop"] = field(
         default="asyncio",
         metadata={"doc": "Event loop used by `smtpkit run` and App.serve()."},
@@ -799,6 +813,8 @@ _SMTP_KWARGS: dict[str, str] = {
     "decode_data": "decode_data",
     "enhanced_status_codes": "enhanced_status_codes",
     "chunking": "chunking",
+    "dsn": "dsn",
+    "received_header": "received_header",
     "hostname": "hostname",
     "ident": "ident",
     "tls_context": "tls.context",

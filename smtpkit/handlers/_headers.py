@@ -1,16 +1,25 @@
-"""The header values handlers add: X-Peer's text, one-line and RFC 2047 encoded values."""
+"""The header values handlers add: Received, X-Peer's text, one-line and RFC 2047 encoded values."""
 
 from __future__ import annotations
 
 import contextlib
 import email.message
 import email.policy
+import logging
 import os
+import secrets
 from collections.abc import Iterator
 from contextvars import ContextVar
 from email.header import Header
 from email.message import Message as EmailMessage
 from email.policy import Policy
+from typing import Any
+
+from smtpkit._received import received_header
+
+log = logging.getLogger("smtpkit.handlers")
+# Hostnames already warned about as unfit for ``by`` (warned once each).
+_UNFIT_HOSTNAMES: set[str] = set()
 
 
 def _one_line(text: str) -> str:
@@ -75,17 +84,56 @@ def _parsing_policy(message_class: type[EmailMessage] | None) -> Policy:
     return email.policy.compat32
 
 
+def _message_id() -> str:
+    """A short random id for the ``id`` clause (12 hex digits, an Atom)."""
+    return secrets.token_hex(6)
+
+
+def _wants_received(server: object, enabled: bool) -> bool:
+    """Whether a handler with ``received_header=enabled`` adds the field on ``server``.
+
+    Both must agree: the handler's keyword and the server's
+    ``received_header`` setting (``ServerConfig.received_header``).
+    """
+    return enabled and getattr(server, "received_header", True) is not False
+
+
+def _received_text(server: object, session: Any, envelope: Any, id: str) -> str | None:
+    """The ``Received:`` field this server adds (CRLF-folded, CRLF-ended), or None.
+
+    ``by`` is ``server.hostname``; ``with`` is ``LMTP…`` for an LMTP server.
+    A hostname that is not a domain name cannot be written: the field is
+    left out and a warning logged (once per name).
+    """
+    from smtpkit.lmtp import LMTP  # the handlers do not import the server at load time
+
+    hostname = str(getattr(server, "hostname", None) or "localhost")
+    try:
+        return received_header(
+            session, envelope, hostname=hostname, id=id, lmtp=isinstance(server, LMTP)
+        )
+    except ValueError as error:
+        if hostname not in _UNFIT_HOSTNAMES:
+            _UNFIT_HOSTNAMES.add(hostname)
+            log.warning("no Received field is added: %s", error)
+        return None
+
+
 # The server side's socket name while a handler builds its X- headers in a
 # method whose signature has no server (prepare_message(session, envelope)):
 # it lets X-Peer name the socket path for a client on a Unix socket.
 _SOCKNAME: ContextVar[object] = ContextVar("smtpkit_handlers_sockname", default=None)
+# The server itself, in the same block: the Received field needs its hostname.
+_SERVER: ContextVar[object] = ContextVar("smtpkit_handlers_server", default=None)
 
 
 @contextlib.contextmanager
 def _socket_of(server: object) -> Iterator[None]:
     """Make the socket name of ``server``'s connection known to X-Peer inside the block."""
     token = _SOCKNAME.set(_sockname(server))
+    server_token = _SERVER.set(server)
     try:
         yield
     finally:
+        _SERVER.reset(server_token)
         _SOCKNAME.reset(token)

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 from typing_extensions import Self
 
 from ._common import _LOCAL_ERROR, CLIParser, _in_worker_thread, log
-from ._headers import _SOCKNAME, _header_text, _peer_text, _socket_of
+from ._headers import (
+    _SERVER,
+    _SOCKNAME,
+    _header_text,
+    _peer_text,
+    _received_text,
+    _socket_of,
+    _wants_received,
+)
 from ._message import Message
 
 if TYPE_CHECKING:
@@ -248,9 +256,12 @@ class Mailbox(Message):
     streaming hooks, so the message goes to disk as it arrives and never sits
     in memory whole; an aborted transfer leaves nothing behind.
 
-    Each stored message starts with ``X-Peer``, ``X-MailFrom`` and ``X-RcptTo``
-    headers, followed by the message as received (with LF line endings), or by
-    what :meth:`message_bytes` returns when it returns bytes.
+    Each stored message starts with a ``Received:`` trace field (RFC 5321
+    §4.4; its ``id`` is the unique part of the file name), then ``X-Peer``,
+    ``X-MailFrom`` and ``X-RcptTo`` headers, followed by the message as
+    received (with LF line endings), or by what :meth:`message_bytes` returns
+    when it returns bytes. ``received_header=False`` (or the server's
+    ``received_header`` setting off) leaves the ``Received:`` field out.
 
     Files a crash left in ``tmp/`` are deleted once they are older than
     :attr:`tmp_max_age` (36 hours, the Maildir convention): when the handler
@@ -261,6 +272,7 @@ class Mailbox(Message):
         mail_dir: the Maildir; it, its parents and its ``tmp``, ``new`` and
             ``cur`` folders are created when missing.
         message_class: the message class used by :meth:`handle_message`.
+        received_header: write the ``Received:`` field (the default).
 
     Raises:
         NotADirectoryError: ``mail_dir`` or one of its parents is a file.
@@ -276,7 +288,12 @@ class Mailbox(Message):
         self,
         mail_dir: str | os.PathLike[str],
         message_class: type[EmailMessage] | None = None,
+        *,
+        received_header: bool = True,
     ) -> None:
+        if not isinstance(received_header, bool):
+            raise TypeError(f"received_header = {received_header!r}: expected True or False")
+        self.received_header = received_header
         self._path = Path(mail_dir)
         _create_maildir(self._path)
         self.mailbox = mailbox.Maildir(mail_dir)
@@ -441,7 +458,12 @@ class Mailbox(Message):
         return entry[1]
 
     def _new_delivery(self, session: Session, envelope: Envelope) -> _MaildirDelivery:
-        """A delivery to a new tmp file, its X- headers already buffered."""
+        """A delivery to a new tmp file, its Received and X- headers already buffered.
+
+        The headers are buffered before the first chunk, so a streamed
+        message gets them without being held in memory.
+        """
+        name = self._names.next()
         peer = _peer_text(session.peer, _SOCKNAME.get())
         recipients = ", ".join(_header_text(rcpt) for rcpt in envelope.rcpt_tos)
         headers = (
@@ -449,7 +471,12 @@ class Mailbox(Message):
             f"X-MailFrom: {_header_text(envelope.mail_from or '')}\n"
             f"X-RcptTo: {recipients}\n"
         )
-        return _MaildirDelivery(self._path, self._names.next(), headers.encode("ascii"))
+        server = _SERVER.get()
+        if _wants_received(server, self.received_header):
+            # The id is the file name's unique part (time.unique.host).
+            received = _received_text(server, session, envelope, name.split(".")[1])
+            headers = (received or "").replace("\r\n", "\n") + headers
+        return _MaildirDelivery(self._path, name, headers.encode("utf-8"))
 
     def _make_committer(self, new_dir: Path) -> _MaildirCommitter:
         """The committer every delivery into this Maildir goes through."""

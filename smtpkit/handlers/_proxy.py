@@ -5,10 +5,18 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import socket
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._common import _in_worker_thread, log
-from ._headers import _header_text, _peer_text, _sockname
+from ._headers import (
+    _header_text,
+    _message_id,
+    _peer_text,
+    _received_text,
+    _sockname,
+    _wants_received,
+)
 
 if TYPE_CHECKING:
     from smtpkit.smtp import SMTP, Envelope, Session
@@ -42,13 +50,108 @@ def _is_permanent(code: int) -> bool:
     return 500 <= code <= 599
 
 
+@dataclass(frozen=True)
+class _DSNParams:
+    """The DSN parameters to pass on: MAIL's, and each recipient's (in RCPT order)."""
+
+    mail: list[str]
+    rcpt: list[list[str]]
+
+    @classmethod
+    def of(cls, envelope: Envelope) -> _DSNParams | None:
+        """The envelope's DSN parameters, re-encoded; None when it has none."""
+        mail = envelope.dsn.as_params() if envelope.dsn is not None else []
+        rcpt = [d.as_params() for d in envelope.rcpt_dsn][: len(envelope.rcpt_tos)]
+        rcpt += [[] for _ in range(len(envelope.rcpt_tos) - len(rcpt))]
+        return cls(mail, rcpt) if mail or any(rcpt) else None
+
+
+def _send(
+    client: smtplib.SMTP,
+    mail_from: str,
+    rcpt_tos: list[str],
+    data: bytes,
+    mail_options: list[str],
+    dsn: _DSNParams | None,
+) -> dict[str, tuple[int, bytes]]:
+    """``client.sendmail()``, passing the DSN parameters on when the upstream offers DSN.
+
+    smtplib's sendmail gives every recipient the same RCPT parameters, and
+    NOTIFY and ORCPT are per recipient, so with DSN the transaction is
+    written out here, with sendmail's rules (SIZE, the refused recipients).
+    """
+    client.ehlo_or_helo_if_needed()
+    binary = "BODY=BINARYMIME" in mail_options
+    if binary and not (client.has_extn("chunking") and client.has_extn("binarymime")):
+        raise _BinaryRefused
+    if dsn is not None and not client.has_extn("dsn"):
+        log.info("Proxy: the relay host does not offer DSN; not passing on the DSN parameters")
+        dsn = None
+    if dsn is None and not binary:
+        return client.sendmail(mail_from, rcpt_tos, data, mail_options=mail_options)
+    if dsn is None:
+        dsn = _DSNParams([], [[] for _ in rcpt_tos])
+    options = [*mail_options, *dsn.mail]
+    if client.has_extn("size"):
+        options.append(f"SIZE={len(data)}")
+    code, text = client.mail(mail_from, options)
+    if code != 250:
+        _abandon(client, code)
+        raise smtplib.SMTPSenderRefused(code, text, mail_from)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for address, params in zip(rcpt_tos, dsn.rcpt, strict=True):
+        code, text = client.rcpt(address, params)
+        if code not in (250, 251):
+            refused[address] = (code, text)
+        if code == 421:
+            _abandon(client, code)
+            raise smtplib.SMTPRecipientsRefused(refused)
+    if len(refused) == len(rcpt_tos):
+        _abandon(client, 0)
+        raise smtplib.SMTPRecipientsRefused(refused)
+    code, text = _bdat_last(client, data) if binary else client.data(data)
+    if code != 250:
+        _abandon(client, code)
+        raise smtplib.SMTPDataError(code, text)
+    return refused
+
+
+class _BinaryRefused(Exception):
+    """A binary message, and an upstream without CHUNKING and BINARYMIME (RFC 3030 §3)."""
+
+
+def _bdat_last(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """Send the whole message as one ``BDAT <size> LAST`` chunk (smtplib has no BDAT)."""
+    client.putcmd("BDAT", f"{len(data)} LAST")
+    client.send(data)
+    return client.getreply()
+
+
+def _abandon(client: smtplib.SMTP, code: int) -> None:
+    """End a failed transaction as sendmail does: close after a 421, else RSET."""
+    if code == 421:
+        client.close()
+        return
+    with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        client.rset()
+
+
 class Proxy:
     """Relay each message to another SMTP server.
 
     The relay runs in a worker thread, so the event loop keeps serving other
-    sessions while the upstream server answers. An ``X-Peer`` header naming
-    the client (``host:port``, ``[IPv6]:port`` or the socket path) is added at
-    the end of the message headers.
+    sessions while the upstream server answers. A ``Received:`` trace field
+    (RFC 5321 §4.4) is put in front of the message, and an ``X-Peer`` header
+    naming the client (``host:port``, ``[IPv6]:port`` or the socket path) is
+    added at the end of the message headers.
+
+    The DSN parameters of the envelope (``RET``, ``ENVID``, ``NOTIFY``,
+    ``ORCPT``) are passed on when the upstream offers DSN, and dropped (with
+    an info log line) when it does not.
+
+    A ``BODY=BINARYMIME`` message (RFC 3030) goes upstream by ``BDAT``, and
+    only to an upstream that offers CHUNKING and BINARYMIME; any other gets
+    nothing and the client ``554 5.6.3``.
 
     Replies: ``250 OK`` when the upstream took the message for at least one
     recipient (refused recipients are logged); ``451 4.4.0 ...`` when the
@@ -60,12 +163,24 @@ class Proxy:
         remote_hostname: the upstream server's host name or address.
         remote_port: its port.
         timeout: seconds to wait for the upstream on each network operation.
+        received_header: put the ``Received:`` field in front (the default);
+            it is also left out when the server's ``received_header`` is off.
     """
 
-    def __init__(self, remote_hostname: str, remote_port: int, *, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        remote_hostname: str,
+        remote_port: int,
+        *,
+        timeout: float = 60.0,
+        received_header: bool = True,
+    ) -> None:
+        if not isinstance(received_header, bool):
+            raise TypeError(f"received_header = {received_header!r}: expected True or False")
         self._hostname = remote_hostname
         self._port = remote_port
         self._timeout = timeout
+        self.received_header = received_header
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Relay the message and reply with the outcome.
@@ -78,6 +193,9 @@ class Proxy:
             content = envelope.original_content or b""
         peer = _header_text(_peer_text(session.peer, _sockname(server))).encode("ascii")
         data = _add_header_at_end_of_headers(bytes(content), b"X-Peer: " + peer)
+        if _wants_received(server, self.received_header):
+            received = _received_text(server, session, envelope, _message_id())
+            data = (received or "").encode("utf-8") + data
         local_name = getattr(server, "hostname", None) or socket.gethostname()
         try:
             refused = await _in_worker_thread(
@@ -87,7 +205,11 @@ class Proxy:
                 data,
                 self._mail_options(envelope),
                 str(local_name),
+                _DSNParams.of(envelope),
             )
+        except _BinaryRefused:
+            log.warning("Proxy: the relay host does not take binary messages (BINARYMIME)")
+            return "554 5.6.3 The relay host cannot take a binary (BINARYMIME) message"
         except _RelayFailure as failure:
             if failure.permanent:
                 return "554 5.0.0 The relay host refused the message"
@@ -111,6 +233,7 @@ class Proxy:
         data: bytes,
         mail_options: list[str],
         local_hostname: str,
+        dsn: _DSNParams | None = None,
     ) -> dict[str, tuple[int, bytes]]:
         """Send one message upstream (blocking; runs in a worker thread).
 
@@ -123,7 +246,7 @@ class Proxy:
         client = smtplib.SMTP(local_hostname=local_hostname, timeout=self._timeout)
         try:
             client.connect(self._hostname, self._port)
-            return client.sendmail(mail_from, rcpt_tos, data, mail_options=mail_options)
+            return _send(client, mail_from, rcpt_tos, data, mail_options, dsn)
         except smtplib.SMTPRecipientsRefused as error:
             log.warning("Proxy: the relay host refused every recipient: %s", error.recipients)
             codes = [code for code, _ in error.recipients.values()]

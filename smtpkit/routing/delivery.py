@@ -9,16 +9,23 @@ SMTP has one reply for the whole message, so it is the worst of the routes'
 replies (a 5xx over a 4xx over a success; the first one among equals). LMTP
 replies per recipient (RFC 2033 §4.2), so each recipient gets its own
 route's reply.
+
+Before the routes see it, the message gets a ``Received:`` trace field
+(RFC 5321 §4.4) in front, unless the server's ``received_header`` setting
+(``ServerConfig.received_header``) is off.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import _replies as replies
+from .._replies import Reply
 from .._connection import INTERNAL_ERROR
+from .._received import received_header
 from ..auth._command import MISSING, _Missing
 from ..lmtp import LMTP
 from ..smtp import SMTP, Envelope, Session
@@ -77,26 +84,38 @@ class Router:
         self.routes = tuple(routes)
         self._calls = {route: to_async(route.func) for route in self.routes}
         self._errors = errors
+        # Bound once: the regexes' own fullmatch, in route order.
+        self._matchers = tuple((route, route.pattern.regex.fullmatch) for route in self.routes)
+        self._tests = tuple(fullmatch for _, fullmatch in self._matchers)
 
     def __bool__(self) -> bool:
         return bool(self.routes)
 
     def find(self, address: str) -> tuple[Route, dict[str, str]] | None:
         """The first route matching ``address``, and its captures."""
-        for route in self.routes:
-            captures = route.pattern.match(address)
-            if captures is not None:
-                return route, captures
+        for route, fullmatch in self._matchers:
+            found = fullmatch(address)
+            if found is not None:
+                return route, found.groupdict()
         return None
 
     def check(self, address: str) -> str | _Missing:
         """RCPT: MISSING (the server accepts as usual) or the refusal."""
-        return MISSING if self.find(address) is not None else no_route_reply(address)
+        for fullmatch in self._tests:
+            if fullmatch(address) is not None:
+                return MISSING
+        return no_route_reply(address)
 
     async def deliver(
         self, server: SMTP, session: Session, envelope: Envelope, content: bytes
-    ) -> str | list[str]:
-        """Give the message to each route; return the DATA reply (a list under LMTP)."""
+    ) -> Reply | str | list[str]:
+        """Give the message to each route; return the DATA reply (a list under LMTP).
+
+        When every recipient's route accepted without a reply of its own, the
+        reply is the constant :data:`smtpkit._replies.OK`, whose wire bytes
+        are built once (the same line as :data:`ACCEPTED`).
+        """
+        content = with_received(server, session, envelope, content)
         chosen: list[Route | None] = []
         groups: dict[Route, dict[str, dict[str, str]]] = {}
         for address in envelope.rcpt_tos:
@@ -116,7 +135,8 @@ class Router:
         ]
         if isinstance(server, LMTP):
             return per_recipient
-        return worst_reply(per_recipient)
+        worst = worst_reply(per_recipient)
+        return replies.OK if worst is ACCEPTED else worst
 
     async def _run(self, route: Route, message: RoutedMessage) -> str:
         try:
@@ -134,14 +154,43 @@ class Router:
 
 def worst_reply(replies: Sequence[str]) -> str:
     """The reply that speaks for all: the first 5xx, else the first 4xx, else the first one."""
+    if len(replies) == 1:
+        return replies[0]
     if not replies:
         return ACCEPTED
     return max(replies, key=_severity)
 
 
+#: How bad a reply is, by its first digit.
+_SEVERITY = {"5": 2, "4": 1}
+
+
 def _severity(reply: str) -> int:
     # max() keeps the first of equal keys, which is the first among equals.
-    return {"5": 2, "4": 1}.get(reply[:1], 0)
+    return _SEVERITY.get(reply[:1], 0)
+
+
+def with_received(server: SMTP, session: Session, envelope: Envelope, content: bytes) -> bytes:
+    """``content`` with this server's ``Received:`` field in front (when it is on).
+
+    The ``id`` is a short random one; ``by`` is ``server.hostname``. A
+    hostname that is not a domain name cannot be written: the message goes
+    on without the field, and the log says why.
+    """
+    if getattr(server, "received_header", True) is False:
+        return content
+    try:
+        field = received_header(
+            session,
+            envelope,
+            hostname=str(server.hostname),
+            id=secrets.token_hex(6),
+            lmtp=isinstance(server, LMTP),
+        )
+    except ValueError as error:
+        log.warning("no Received field is added: %s", error)
+        return content
+    return field.encode("utf-8") + content
 
 
 def content_of(envelope: Envelope) -> bytes:

@@ -89,6 +89,7 @@ def test_start_up_says_where_and_what(start: Start, tmp_path: Path) -> None:
     assert extensions.split(", ") == [
         "SIZE 33554432",
         "8BITMIME",
+        "DSN",
         "PIPELINING",
         "ENHANCEDSTATUSCODES",
     ]
