@@ -2,8 +2,8 @@
 # Run everything CI runs. On the main interpreter (PYTHON, default python3), in .venv:
 # ruff, mypy --strict, the docs build and the whole test suite. On every other supported
 # Python this machine has (python3.X on PATH or under ~/.pyenv/versions), in .venv-3.X:
-# the tests except the interop and slow ones, alongside the main run. Then it prints
-# which versions ran and how they did, and fails if any run failed.
+# the tests except the interop and slow ones, alongside the main run and each other.
+# Then it prints which versions ran and how they did, and fails if any run failed.
 # Virtualenvs are reused; they are reinstalled only when pyproject.toml changes.
 # Extra arguments go to every pytest run (e.g. scripts/test.sh -k smuggling).
 set -euo pipefail
@@ -91,18 +91,17 @@ run_pytest() {
     return "$status"
 }
 
-# Run the quick tests on each other version in turn, one log and one status file each.
-run_other_versions() {
-    local version
-    for version in "${others[@]}"; do
-        # Each version keeps its own mypy cache: the typing tests run mypy.
-        if MYPY_CACHE_DIR=".venv-$version/.mypy_cache" run_pytest ".venv-$version/bin/pytest" \
-            -p no:cacheprovider -q -m "$QUICK" "$@" >".venv-$version/pytest.log" 2>&1; then
-            echo 0 >".venv-$version/pytest.status"
-        else
-            echo "$?" >".venv-$version/pytest.status"
-        fi
-    done
+# Run the quick tests on Python $1 in .venv-$1, into its own log and status file.
+# Each version keeps its own mypy cache: the typing tests run mypy.
+run_other_version() {
+    local version=$1
+    shift
+    if MYPY_CACHE_DIR=".venv-$version/.mypy_cache" run_pytest ".venv-$version/bin/pytest" \
+        -p no:cacheprovider -q -m "$QUICK" "$@" >".venv-$version/pytest.log" 2>&1; then
+        echo 0 >".venv-$version/pytest.status"
+    else
+        echo "$?" >".venv-$version/pytest.status"
+    fi
 }
 
 prepare_venv .venv "$python"
@@ -120,12 +119,16 @@ for version in "${SUPPORTED[@]}"; do
 done
 bash scripts/install-peers.sh
 
-others_pid=
+# The other versions run at the same time as the main run: the tests mostly wait
+# on sockets and timers, so the runs share the cores well.
+others_pids=()
 if [ ${#others[@]} -gt 0 ]; then
     echo "== pytest -m '$QUICK' on Python ${others[*]}, in the background"
-    run_other_versions "$@" &
-    others_pid=$!
-    trap 'kill "$others_pid" 2>/dev/null || true' EXIT
+    for version in "${others[@]}"; do
+        run_other_version "$version" "$@" &
+        others_pids+=($!)
+    done
+    trap 'kill "${others_pids[@]}" 2>/dev/null || true' EXIT
 fi
 
 lint=0
@@ -142,8 +145,8 @@ echo "== pytest (Python $main_version)"
 main_pytest=0
 run_pytest .venv/bin/pytest -p no:cacheprovider "$@" || main_pytest=$?
 
-if [ -n "$others_pid" ]; then
-    wait "$others_pid" || true
+if [ ${#others_pids[@]} -gt 0 ]; then
+    wait "${others_pids[@]}" || true
     trap - EXIT
 fi
 
