@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
     apppath,
+    bdat,
     bigmsg,
     construct,
     cpu,
@@ -69,6 +70,7 @@ RUNNERS: dict[str, Callable[[Context], Any]] = {
     "tls": tls.run,
     "cpu": cpu.run,
     "construct": construct.run,
+    "bdat": bdat.run,
 }
 
 

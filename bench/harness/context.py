@@ -19,6 +19,7 @@ SECTIONS = (
     "tls",
     "cpu",
     "construct",
+    "bdat",
 )
 SERVERS = ("smtpkit", "aiosmtpd", "smtp-sink", "ceiling")
 LOOPS = ("asyncio", "uvloop")

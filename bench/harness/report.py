@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from . import construct, tables, targets
+from . import bdat, construct, tables, targets
 from .context import MIB, Settings
 from .machine import summary
 
@@ -89,6 +89,11 @@ def render(run: dict[str, Any]) -> str:
     if "stall" in results:
         checks += targets.stall_checks(results["stall"], loops)
         sections += ["### Small messages during big uploads", tables.stall(results["stall"])]
+    if "bdat" in results:
+        sections += [
+            "### CHUNKING: BDAT next to DATA (smtpkit)",
+            bdat.render(results["bdat"], settings.big_size / MIB),
+        ]
     more_checks, more_sections = _second_round(results, loops)
     checks += more_checks
     sections += more_sections

@@ -45,6 +45,7 @@ def main() -> None:
                 data_size_limit=args.data_size_limit,
                 hostname=_common.HOSTNAME,
                 tls_context=tls,
+                chunking=True,
             ),
             "127.0.0.1",
             args.port,
