@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import smtplib
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage, Message
@@ -27,7 +28,10 @@ from smtpkit._dsn import (
 )
 from smtpkit._grammar import parse_params
 from smtpkit._replies import SMTPReplyError
+from smtpkit.config import ServerConfig
 from smtpkit.dsn import ENVELOPE_SENDER, RecipientReport, build_report
+from smtpkit.handlers import Proxy
+from smtpkit.smtp import SMTP, Envelope, Session
 
 # -- xtext --------------------------------------------------------------------
 
@@ -534,3 +538,220 @@ def test_report_goes_over_smtp_with_the_null_sender() -> None:
     _, bob = _blocks(parsed)
     assert bob["Original-Recipient"] == "rfc822; Bob@Example.NET"
     assert list(parsed.iter_parts())[2].get_content()["Subject"] == "Quarterly figures"
+
+
+# -- DSN on the envelope, through a real server -------------------------------
+
+ANNE, BART = "anne@example.com", "bart@example.com"
+
+
+def _send_dsn(
+    mail_options: list[str], rcpts: list[tuple[str, list[str]]], **server_kwargs: Any
+) -> Envelope:
+    """Send one message with the given DSN parameters; return the envelope the server kept."""
+    handler = Recorder()
+    server_kwargs.setdefault("dsn", True)
+    with serving(handler, **server_kwargs) as server, smtplib.SMTP(HOST, server.port) as client:
+        client.ehlo("client.test")
+        assert client.has_extn("dsn")
+        assert client.mail(ANNE, mail_options)[0] == 250
+        for address, options in rcpts:
+            assert client.rcpt(address, options)[0] == 250
+        assert client.data(b"Subject: dsn\r\n\r\nHello.\r\n")[0] == 250
+    [(_, envelope)] = handler.messages
+    return envelope
+
+
+def test_bare_class_neither_offers_nor_takes_dsn() -> None:
+    with serving(Recorder()) as server, smtplib.SMTP(HOST, server.port) as client:
+        client.ehlo("client.test")
+        assert not client.has_extn("dsn")
+        code, text = client.mail(ANNE, ["RET=FULL"])
+        # aiosmtpd's replies, as the bare class has no enhanced status codes either.
+        assert (code, text) == (555, b"MAIL FROM parameters not recognized or not implemented")
+        assert client.mail(ANNE)[0] == 250
+        code, text = client.rcpt(BART, ["NOTIFY=NEVER"])
+        assert (code, text) == (555, b"RCPT TO parameters not recognized or not implemented")
+
+
+def test_server_config_offers_dsn() -> None:
+    config = ServerConfig()
+    assert config.dsn is True
+    envelope = _send_dsn(["RET=FULL"], [(BART, ["NOTIFY=FAILURE"])], dsn=None, config=config)
+    assert envelope.dsn == MailDSN(ret="FULL")
+    assert envelope.rcpt_dsn == [RcptDSN(notify=frozenset({"FAILURE"}))]
+
+
+def test_server_config_can_turn_dsn_off() -> None:
+    config = ServerConfig(dsn=False)
+    with serving(Recorder(), config=config) as server, smtplib.SMTP(HOST, server.port) as client:
+        client.ehlo("client.test")
+        assert not client.has_extn("dsn")
+        assert client.mail(ANNE, ["ENVID=x"])[0] == 555
+
+
+def test_dsn_values_arrive_decoded_and_typed() -> None:
+    envelope = _send_dsn(
+        ["RET=hdrs", "ENVID=Batch+2B7+3Dx"],
+        [
+            (ANNE, ["NOTIFY=success,DELAY", "ORCPT=rfc822;Anne+2BTag@Example.COM"]),
+            (BART, []),
+            ("cate@example.com", ["NOTIFY=NEVER"]),
+        ],
+    )
+    assert envelope.dsn == MailDSN(ret="HDRS", envid="Batch+7=x")
+    assert envelope.rcpt_tos == [ANNE, BART, "cate@example.com"]
+    assert envelope.rcpt_dsn == [
+        RcptDSN(notify=frozenset({"SUCCESS", "DELAY"}), orcpt=("rfc822", "Anne+Tag@Example.COM")),
+        RcptDSN(),
+        RcptDSN(notify=frozenset({"NEVER"})),
+    ]
+    # The documented upper-cased option lists are unchanged.
+    assert envelope.mail_options == ["RET=HDRS", "ENVID=BATCH+2B7+3DX"]
+
+
+def test_no_dsn_parameters_leave_none_and_empty_values() -> None:
+    envelope = _send_dsn([], [(ANNE, []), (BART, [])])
+    assert envelope.dsn is None
+    assert envelope.rcpt_dsn == [RcptDSN(), RcptDSN()]
+
+
+def test_long_orcpt_fits_the_longer_rcpt_line() -> None:
+    # RFC 3461 §5: RCPT may grow by 500 octets; this line is 537 long.
+    address = "x" * 60 + "@" + "d" * 60 + ".example"
+    orcpt = "ORCPT=rfc822;" + "o" * 350 + "@example.com"
+    envelope = _send_dsn(["ENVID=" + "e" * MAX_ENVID], [(address, ["NOTIFY=DELAY", orcpt])])
+    assert envelope.dsn == MailDSN(envid="e" * MAX_ENVID)
+    assert envelope.rcpt_dsn[0].orcpt == ("rfc822", "o" * 350 + "@example.com")
+
+
+@pytest.mark.parametrize(
+    ("mail_options", "rcpt_options", "text"),
+    [
+        (["RET=ALL"], [], 'Invalid RET parameter value "ALL"'),
+        (["RET"], [], "RET parameter needs a value"),
+        (["RET=FULL", "RET=HDRS"], [], "Duplicate RET parameter"),
+        (["ENVID=a", "envid=b"], [], "Duplicate ENVID parameter"),
+        (["ENVID=a+zz"], [], "Invalid ENVID parameter value"),
+        (["ENVID=" + "e" * (MAX_ENVID + 1)], [], "at most 100 characters"),
+        ([], ["NOTIFY=NEVER,SUCCESS"], 'Invalid NOTIFY parameter value "NEVER,SUCCESS"'),
+        ([], ["NOTIFY=SOMETIMES"], 'Invalid NOTIFY parameter value "SOMETIMES"'),
+        ([], ["NOTIFY=DELAY,DELAY"], "at most once"),
+        ([], ["NOTIFY=DELAY", "NOTIFY=FAILURE"], "Duplicate NOTIFY parameter"),
+        ([], ["ORCPT=rfc822"], 'Invalid ORCPT parameter value "rfc822"'),
+        ([], ["ORCPT=;a@b"], "Invalid ORCPT parameter value"),
+        ([], ["ORCPT=rfc822;a+1@b"], "Invalid ORCPT parameter value"),
+        ([], ["ORCPT=rfc822;a@b", "orcpt=rfc822;c@d"], "Duplicate ORCPT parameter"),
+    ],
+)
+def test_bad_dsn_parameters_get_501_5_5_4(
+    mail_options: list[str], rcpt_options: list[str], text: str
+) -> None:
+    handler = Recorder()
+    with (
+        serving(handler, dsn=True) as server,
+        smtplib.SMTP(HOST, server.port) as client,
+    ):
+        client.ehlo("client.test")
+        code, reply = client.mail(ANNE, mail_options)
+        if rcpt_options:
+            assert code == 250
+            code, reply = client.rcpt(BART, rcpt_options)
+        assert code == 501
+        assert reply.startswith(b"5.5.4 ")
+        assert text.encode() in reply
+        # The session goes on: the refused command left nothing behind.
+        if rcpt_options:
+            assert client.rcpt(BART)[0] == 250
+            assert client.data(b"Subject: x\r\n\r\nx\r\n")[0] == 250
+            [(_, envelope)] = handler.messages
+            assert (envelope.rcpt_tos, envelope.rcpt_dsn) == ([BART], [RcptDSN()])
+        else:
+            assert client.mail(ANNE)[0] == 250
+
+
+def test_an_empty_value_is_a_syntax_error() -> None:
+    # "RET=" fails the ESMTP parameter grammar before the DSN rules see it.
+    with serving(Recorder(), dsn=True) as server, smtplib.SMTP(HOST, server.port) as client:
+        client.ehlo("client.test")
+        assert client.mail(ANNE, ["RET="])[0] == 501
+        assert client.mail(ANNE)[0] == 250
+
+
+def test_other_rcpt_parameters_are_still_refused_with_dsn_on() -> None:
+    with serving(Recorder(), dsn=True) as server, smtplib.SMTP(HOST, server.port) as client:
+        client.ehlo("client.test")
+        assert client.mail(ANNE)[0] == 250
+        assert client.rcpt(BART, ["NOTIFY=NEVER", "XFOO=1"])[0] == 555
+        assert client.mail(ANNE)[0] == 503  # still in the transaction
+
+
+class AcceptingItself(Recorder):
+    """Accepts MAIL and RCPT in its hooks (as aiosmtpd handlers may), refusing one address."""
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("no"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_rcpt_dsn_stays_parallel_when_hooks_accept() -> None:
+    handler = AcceptingItself()
+    with serving(handler, dsn=True) as server, smtplib.SMTP(HOST, server.port) as client:
+        client.ehlo("client.test")
+        assert client.mail(ANNE, ["ENVID=e1"])[0] == 250
+        assert client.rcpt("nobody@example.com", ["NOTIFY=NEVER"])[0] == 550
+        assert client.rcpt(BART, ["NOTIFY=SUCCESS"])[0] == 250
+        assert client.data(b"Subject: x\r\n\r\nx\r\n")[0] == 250
+    [(_, envelope)] = handler.messages
+    assert envelope.dsn == MailDSN(envid="e1")
+    assert envelope.rcpt_tos == [BART]
+    assert envelope.rcpt_dsn == [RcptDSN(notify=frozenset({"SUCCESS"}))]
+
+
+# -- The Proxy handler passes DSN on ------------------------------------------
+
+
+def _relay_dsn(upstream_dsn: bool) -> Envelope:
+    upstream = Recorder()
+    with (
+        serving(upstream, dsn=upstream_dsn) as far,
+        serving(Proxy(HOST, far.port, timeout=10), dsn=True) as near,
+        smtplib.SMTP(HOST, near.port) as client,
+    ):
+        client.ehlo("client.test")
+        assert client.mail(ANNE, ["RET=HDRS", "ENVID=Q+2B1"])[0] == 250
+        assert client.rcpt(BART, ["NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;Bart+2B@X.test"])[0] == 250
+        assert client.rcpt("cate@example.com")[0] == 250
+        assert client.data(b"Subject: relayed\r\n\r\nHello.\r\n")[0] == 250
+    [(_, envelope)] = upstream.messages
+    assert envelope.rcpt_tos == [BART, "cate@example.com"]
+    assert b"Subject: relayed" in (envelope.original_content or b"")
+    return envelope
+
+
+def test_proxy_passes_dsn_to_an_upstream_offering_it() -> None:
+    envelope = _relay_dsn(upstream_dsn=True)
+    assert envelope.dsn == MailDSN(ret="HDRS", envid="Q+1")
+    assert envelope.rcpt_dsn == [
+        RcptDSN(notify=frozenset({"FAILURE", "DELAY"}), orcpt=("rfc822", "Bart+@X.test")),
+        RcptDSN(),
+    ]
+
+
+def test_proxy_drops_dsn_for_an_upstream_without_it(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="smtpkit.handlers"):
+        envelope = _relay_dsn(upstream_dsn=False)
+    assert envelope.dsn is None
+    assert envelope.rcpt_dsn == [RcptDSN(), RcptDSN()]
+    assert not any(option.startswith(("RET=", "ENVID=")) for option in envelope.mail_options)
+    assert "does not offer DSN" in caplog.text
