@@ -56,6 +56,8 @@ class Commands(Connection):
     chunking: bool = False
     #: The message arriving by BDAT in this transaction, or None.
     _bdat: ChunkedMessage | None = None
+    #: The greeting a refused BDAT asks for first.
+    _hello_verb = "EHLO"
     #: Offer DSN (RFC 3461) and read RET/ENVID on MAIL and NOTIFY/ORCPT on
     #: RCPT. Off on the bare class, as aiosmtpd has none (it answers 555 to
     #: those parameters); on in ServerConfig (``dsn``).
@@ -646,7 +648,7 @@ class Commands(Connection):
         """Why this BDAT may not add to the message, or None when it may."""
         assert self.session is not None and self.envelope is not None
         if not self.session.host_name:
-            return replies.SEND_HELO_FIRST.fill(verb="EHLO")
+            return replies.SEND_HELO_FIRST.fill(verb=self._hello_verb)
         if self._auth_required and not self.session.authenticated:
             return replies.AUTH_REQUIRED
         if not self.envelope.mail_from:
@@ -675,7 +677,8 @@ class Commands(Connection):
         if decoder.error is not None or failure is not None:
             message.failed = decoder.error or replies.INTERNAL_ERROR.format()
             message.parts.clear()
-            await self._data_abort(decoder.error or "the handler failed")
+            if stream is not None:
+                await self._data_abort(decoder.error or "the handler failed")
         if not last:
             if failure is not None:
                 await self._push_hook_reply(await self.handle_exception(failure), "BDAT")

@@ -38,6 +38,7 @@ class LMTP(SMTP):
     """An LMTP server protocol; same constructor and hooks as :class:`SMTP`."""
 
     _allowed_before_tls = frozenset({"NOOP", "LHLO", "STARTTLS", "QUIT"})
+    _hello_verb = "LHLO"
 
     @syntax("LHLO hostname")
     async def smtp_LHLO(self, arg: str | None) -> None:
@@ -60,7 +61,8 @@ class LMTP(SMTP):
         return await super().check_helo_needed("LHLO")
 
     async def _send_data_replies(self, status: Any, recipients: int) -> None:
-        # RFC 2033 §4.2: one reply per successful RCPT, in their order.
+        # RFC 2033 §4.2: one reply per successful RCPT, in their order; by BDAT
+        # (RFC 3030 §4.1) they follow the LAST chunk, every other chunk has one.
         for reply in _per_recipient(status, recipients):
             await self._push_hook_reply(reply, "handle_DATA")
 
