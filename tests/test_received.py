@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
+import re
 import smtplib
+import socket
 from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from interop import HOST, MESSAGE, certificates, serving
+from interop import HOST, MESSAGE, Recorder, ServerThread, certificates, serving
 
+from smtpkit import App
 from smtpkit._received import (
     LINE_MAX,
     LINE_PREFERRED,
@@ -27,6 +33,11 @@ from smtpkit._received import (
     tls_info,
 )
 from smtpkit.auth import MemoryAuthenticator
+from smtpkit.config import ServerConfig
+from smtpkit.default_app import DefaultHandler
+from smtpkit.handlers import Mailbox, Proxy
+from smtpkit.lmtp import LMTP
+from smtpkit.routing import RoutedMessage
 from smtpkit.smtp import SMTP, Envelope, Session
 
 DATE = datetime(2026, 12, 1, 23, 12, 18, tzinfo=timezone.utc)
@@ -400,3 +411,237 @@ def test_received_header_uses_a_given_client_and_protocol() -> None:
         "from [127.0.0.1] (real.example.net [203.0.113.5]) by mx.test with LMTP id Q1"
         f" for <b@example.com>; {DATE_TEXT}"
     )
+
+
+# -- The field the handlers write, read back from what they stored or relayed --
+
+FROM_CLIENT = "from client.example.org ([127.0.0.1]) by mx.test"
+
+
+def _stored(root: Path) -> list[tuple[str, EmailMessage]]:
+    """``(file name, message parsed with email)`` for each message in the Maildir's new/."""
+    return [
+        (path.name, email.message_from_bytes(path.read_bytes(), policy=email.policy.default))
+        for path in sorted((root / "new").iterdir())
+    ]
+
+
+def _unfolded(message: EmailMessage) -> str:
+    [field] = message.get_all("Received") or []
+    return " ".join(str(field).split())
+
+
+def _check_date(text: str) -> None:
+    """The date after the ';' is now (within a generous minute)."""
+    moment = parsedate_to_datetime(text.rsplit("; ", 1)[1])
+    assert moment.tzinfo is not None
+    assert abs((datetime.now(timezone.utc) - moment).total_seconds()) < 60
+
+
+def _mailbox_send(root: Path, recipients: list[str], *, helo: bool = False, **kwargs: Any) -> None:
+    handler = kwargs.pop("handler", None) or Mailbox(root)
+    with serving(handler, **kwargs) as server, smtplib.SMTP(HOST, server.port) as client:
+        (client.helo if helo else client.ehlo)("client.example.org")
+        assert client.sendmail("a@example.com", recipients, MESSAGE) == {}
+
+
+def test_mailbox_writes_received_first_with_each_part(tmp_path: Path) -> None:
+    _mailbox_send(tmp_path, ["b@example.com"])
+    [(name, message)] = _stored(tmp_path)
+    assert list(message.keys())[:4] == ["Received", "X-Peer", "X-MailFrom", "X-RcptTo"]
+    unique = name.split(".")[1]
+    text = _unfolded(message)
+    assert text.startswith(f"{FROM_CLIENT} with ESMTP id {unique} for <b@example.com>; ")
+    _check_date(text)
+    assert message["Subject"] == "hi"
+
+
+def test_mailbox_field_names_no_one_of_several_recipients(tmp_path: Path) -> None:
+    _mailbox_send(tmp_path, ["b@example.com", "c@example.com"])
+    [(name, message)] = _stored(tmp_path)
+    text = _unfolded(message)
+    assert text.startswith(f"{FROM_CLIENT} with ESMTP id {name.split('.')[1]}; ")
+    assert " for " not in text
+
+
+def test_mailbox_field_after_helo_says_smtp(tmp_path: Path) -> None:
+    _mailbox_send(tmp_path, ["b@example.com"], helo=True)
+    [(_, message)] = _stored(tmp_path)
+    assert _unfolded(message).startswith(f"{FROM_CLIENT} with SMTP id ")
+
+
+@pytest.mark.parametrize("login", [False, True])
+def test_mailbox_field_over_tls_and_auth(tmp_path: Path, login: bool) -> None:
+    certs = certificates()
+    authenticator = MemoryAuthenticator({"anne": "correct horse"})
+    with (
+        serving(
+            Mailbox(tmp_path), tls_context=certs.server_context(), authenticator=authenticator
+        ) as server,
+        smtplib.SMTP(HOST, server.port) as client,
+    ):
+        client.ehlo("client.example.org")
+        client.starttls(context=certs.client_context())
+        client.ehlo("client.example.org")
+        if login:
+            client.login("anne", "correct horse")
+        client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+        version = client.sock.version()
+        cipher = client.sock.cipher()
+    [(_, message)] = _stored(tmp_path)
+    text = _unfolded(message)
+    assert cipher is not None and version is not None
+    comment = f"(using {version} with cipher {cipher[0]} ({cipher[2]}/{cipher[2]} bits))"
+    protocol = "ESMTPSA" if login else "ESMTPS"
+    assert text.startswith(
+        f"from client.example.org ([127.0.0.1]) {comment} by mx.test with {protocol} id "
+    )
+
+
+class BehindProxy(Mailbox):
+    """A Mailbox that takes every PROXY header (a balancer is in front)."""
+
+    async def handle_PROXY(
+        self, server: SMTP, session: Session, envelope: Envelope, proxy_data: Any
+    ) -> bool:
+        return True
+
+
+def test_mailbox_field_names_the_proxy_protocol_client(tmp_path: Path) -> None:
+    with (
+        serving(BehindProxy(tmp_path), proxy_protocol_timeout=10.0) as server,
+        socket.create_connection((HOST, server.port), timeout=10) as sock,
+    ):
+        sock.sendall(b"PROXY TCP4 198.51.100.9 127.0.0.1 41000 25\r\n")
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        for line in (
+            b"EHLO behind.example.net",
+            b"MAIL FROM:<a@example.com>",
+            b"RCPT TO:<b@example.com>",
+            b"DATA",
+        ):
+            sock.sendall(line + b"\r\n")
+            while (reply := reader.readline())[3:4] == b"-":
+                pass
+            assert reply[:1] in (b"2", b"3"), (line, reply)
+        sock.sendall(MESSAGE.encode() + b".\r\n")
+        assert reader.readline().startswith(b"250")
+        sock.sendall(b"QUIT\r\n")
+        reader.close()
+    [(_, message)] = _stored(tmp_path)
+    assert _unfolded(message).startswith("from behind.example.net ([198.51.100.9]) by mx.test ")
+    # X-Peer stays the connection's own peer, as documented.
+    assert str(message["X-Peer"]).startswith(f"{HOST}:")
+
+
+def test_mailbox_field_under_lmtp(tmp_path: Path) -> None:
+    with (
+        serving(Mailbox(tmp_path), smtp_class=LMTP) as server,
+        smtplib.LMTP(HOST, server.port) as client,
+    ):
+        assert client.sendmail("a@example.com", ["b@example.com"], MESSAGE) == {}
+    [(_, message)] = _stored(tmp_path)
+    text = _unfolded(message)
+    assert " by mx.test with LMTP id " in text and " for <b@example.com>; " in text
+
+
+def test_mailbox_streams_with_the_field_first(tmp_path: Path) -> None:
+    body = b"0123456789" * 7 + b"\r\n"
+    message_bytes = b"Subject: big\r\n\r\n" + body * (2 * 1024 * 1024 // len(body))
+    with serving(Mailbox(tmp_path)) as server, smtplib.SMTP(HOST, server.port) as client:
+        client.sendmail("a@example.com", ["b@example.com"], message_bytes)
+    [path] = sorted((tmp_path / "new").iterdir())
+    data = path.read_bytes()
+    assert data.startswith(b"Received: from [127.0.0.1] ([127.0.0.1]) by mx.test with ESMTP")
+    assert data.count(b"Received:") == 1
+    assert data.endswith(message_bytes.replace(b"\r\n", b"\n"))
+
+
+@pytest.mark.parametrize("where", ["handler", "server", "config"])
+def test_the_field_can_be_turned_off(tmp_path: Path, where: str) -> None:
+    handler = Mailbox(tmp_path, received_header=where != "handler")
+    kwargs: dict[str, Any] = {
+        "server": {"received_header": False},
+        "config": {"config": ServerConfig(received_header=False)},
+    }.get(where, {})
+    _mailbox_send(tmp_path, ["b@example.com"], handler=handler, **kwargs)
+    [(_, message)] = _stored(tmp_path)
+    assert message["Received"] is None
+    assert list(message.keys())[:3] == ["X-Peer", "X-MailFrom", "X-RcptTo"]
+
+
+def test_handlers_refuse_a_setting_that_is_not_a_bool(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="received_header = 'no': expected True or False"):
+        Mailbox(tmp_path, received_header="no")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="received_header = 0: expected True or False"):
+        Proxy(HOST, 25, received_header=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="received_header = 1: expected True or False"):
+        SMTP(Recorder(), received_header=1)
+
+
+def test_default_app_writes_the_field_once(tmp_path: Path) -> None:
+    handler = DefaultHandler(tmp_path, stream=io.StringIO())
+    _mailbox_send(tmp_path, ["b@example.com"], handler=handler)
+    [(name, message)] = _stored(tmp_path)
+    assert len(message.get_all("Received") or []) == 1
+    assert _unfolded(message).startswith(f"{FROM_CLIENT} with ESMTP id {name.split('.')[1]} ")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_proxy_puts_the_field_in_front(enabled: bool) -> None:
+    upstream = Recorder()
+    with (
+        serving(upstream, hostname="far.test") as far,
+        serving(Proxy(HOST, far.port, timeout=10, received_header=enabled)) as near,
+        smtplib.SMTP(HOST, near.port) as client,
+    ):
+        client.ehlo("client.example.org")
+        client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+    [(_, envelope)] = upstream.messages
+    message = email.message_from_bytes(
+        envelope.original_content or b"", policy=email.policy.default
+    )
+    if not enabled:
+        assert message["Received"] is None
+        return
+    assert next(iter(message.keys())) == "Received"
+    text = _unfolded(message)
+    assert re.fullmatch(
+        r"from client\.example\.org \(\[127\.0\.0\.1\]\) by mx\.test with ESMTP"
+        r" id [0-9a-f]{12} for <b@example\.com>; .+",
+        text,
+    )
+    _check_date(text)
+    assert message["X-Peer"] is not None
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_app_routes_get_the_field(enabled: bool) -> None:
+    app = App(config=ServerConfig(hostname="app.test", received_header=enabled))
+    contents: list[bytes] = []
+
+    @app.route("(user)@example.com")
+    async def inbox(message: RoutedMessage) -> None:
+        contents.append(message.content)
+
+    server = ServerThread(app.protocol_factory())
+    server.start()
+    try:
+        with smtplib.SMTP(HOST, server.port) as client:
+            client.ehlo("client.example.org")
+            client.sendmail("a@example.com", ["b@example.com", "c@example.com"], MESSAGE)
+    finally:
+        server.stop()
+    [content] = contents
+    if not enabled:
+        assert content == MESSAGE.encode()
+        return
+    message = email.message_from_bytes(content, policy=email.policy.default)
+    text = _unfolded(message)
+    assert re.fullmatch(
+        r"from client\.example\.org \(\[127\.0\.0\.1\]\) by app\.test with ESMTP"
+        r" id [0-9a-f]{12}; .+",
+        text,
+    )
+    assert content.endswith(MESSAGE.encode())
