@@ -66,6 +66,7 @@ VERBS = frozenset(
 _STAGES = {"MAIL": "mail", "RCPT": "rcpt", "DATA": "data", "BDAT": "data"}
 #: Refusal texts -> the limit they report (checked only on 4xx/5xx replies).
 _LIMITS = (
+    (b"Too many connections from", "connections_rate"),
     (b"Too many connections", "connections"),
     (b"Too many messages from", "messages_rate"),
     (b"Too many recipients from", "recipients_rate"),

@@ -40,6 +40,7 @@ AGREED_DEFAULTS = {
     "chunking": True,
     "loop": "asyncio",
     "log_level": "info",
+    "log_format": "text",
     "maildir": "smtpkit-mail",
     "listen.host": "127.0.0.1",
     "listen.port": 8025,
