@@ -23,9 +23,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .. import _replies as replies
-from .._replies import Reply
 from .._connection import INTERNAL_ERROR
 from .._received import received_header
+from .._replies import OK, Reply
 from ..auth._command import MISSING, _Missing
 from ..lmtp import LMTP
 from ..smtp import SMTP, Envelope, Session
@@ -112,7 +112,7 @@ class Router:
         """Give the message to each route; return the DATA reply (a list under LMTP).
 
         When every recipient's route accepted without a reply of its own, the
-        reply is the constant :data:`smtpkit._replies.OK`, whose wire bytes
+        reply is the constant ``OK`` of the replies module, whose wire bytes
         are built once (the same line as :data:`ACCEPTED`).
         """
         content = with_received(server, session, envelope, content)
@@ -136,7 +136,7 @@ class Router:
         if isinstance(server, LMTP):
             return per_recipient
         worst = worst_reply(per_recipient)
-        return replies.OK if worst is ACCEPTED else worst
+        return OK if worst is ACCEPTED else worst
 
     async def _run(self, route: Route, message: RoutedMessage) -> str:
         try:

@@ -72,12 +72,39 @@ def _calls(entries: Sequence[Entry[HookSpec]]) -> tuple[AsyncCall, ...]:
 
 
 def _first_reply(calls: tuple[AsyncCall, ...], default: Any = MISSING) -> HandlerMethod:
+    """A reply hook: ``default`` when every call passes, else the first other reply."""
+    first = _first_of(calls)
+    if first is None:
+
+        async def nothing(self: AppHandler, server: SMTP, *args: Any) -> Any:
+            return default
+
+        return nothing
+
     async def chain(self: AppHandler, server: SMTP, *args: Any) -> Any:
+        status = await first(server, *args)
+        return default if status is None else status
+
+    return chain
+
+
+def _first_of(calls: tuple[AsyncCall, ...]) -> AsyncCall | None:
+    """One call with the first-reply rule (None: every hook passed), or None for no hooks.
+
+    The chain is specialised once, here: no hooks need no call at all, and a single
+    hook is called as it is, with no loop around it.
+    """
+    if not calls:
+        return None
+    if len(calls) == 1:
+        return calls[0]
+
+    async def chain(server: SMTP, *args: Any) -> Any:
         for call in calls:
             status = await call(server, *args)
             if status is not None:
                 return status
-        return default
+        return None
 
     return chain
 
@@ -140,7 +167,8 @@ def _routing_methods(calls: dict[str, tuple[AsyncCall, ...]], router: Router) ->
 
 
 def _routed_rcpt(calls: tuple[AsyncCall, ...], router: Router) -> HandlerMethod:
-    hooks = _first_reply(calls)
+    first = _first_of(calls)
+    check = router.check
 
     async def handle_RCPT(
         self: AppHandler,
@@ -150,8 +178,11 @@ def _routed_rcpt(calls: tuple[AsyncCall, ...], router: Router) -> HandlerMethod:
         address: str,
         rcpt_options: list[str],
     ) -> Any:
-        status = await hooks(self, server, session, envelope, address, rcpt_options)
-        return router.check(address) if status is MISSING else status
+        if first is not None:
+            status = await first(server, session, envelope, address, rcpt_options)
+            if status is not None:
+                return status
+        return check(address)
 
     return handle_RCPT
 
@@ -161,17 +192,19 @@ def _routed_data(
     router: Router,
     kept: weakref.WeakKeyDictionary[Envelope, bytearray] | None,
 ) -> HandlerMethod:
-    hooks = _first_reply(calls)
+    first = _first_of(calls)
+    deliver = router.deliver
 
     async def handle_DATA(
         self: AppHandler, server: SMTP, session: Session, envelope: Envelope
     ) -> Any:
         streamed = kept.pop(envelope, None) if kept is not None else None
-        status = await hooks(self, server, session, envelope)
-        if status is not MISSING:
-            return status
+        if first is not None:
+            status = await first(server, session, envelope)
+            if status is not None:
+                return status
         content = bytes(streamed or b"") if kept is not None else content_of(envelope)
-        return await router.deliver(server, session, envelope, content)
+        return await deliver(server, session, envelope, content)
 
     return handle_DATA
 
