@@ -412,3 +412,36 @@ def test_binarymime_refused_without_chunking(server: Any, raw: Any) -> None:
     client.reply()
     reply = client.command("MAIL FROM:<a@example.com> BODY=BINARYMIME")
     assert reply == "501 Error: BODY can only be one of 7BIT, 8BITMIME"
+
+
+# ----------------------------------------------------------------------
+# The Proxy handler relays binary messages by BDAT, or not at all
+
+
+def relay_binary(server: Any, raw: Any, **upstream: Any) -> tuple[str, Recorder]:
+    """Send a BINARYMIME message through a Proxy to an smtpkit upstream; the reply and upstream."""
+    from smtpkit.handlers import Proxy
+
+    target = server(**upstream)
+    front = server(Proxy(HOST, target.port, timeout=10), chunking=True)
+    client = raw(front.port)
+    client.send(b"EHLO c\r\nMAIL FROM:<a@example.com> BODY=BINARYMIME\r\nRCPT TO:<b@example.com>\r\n")
+    assert codes(client, 3) == [250, 250, 250]
+    client.send(bdat(b"Subject: binary\r\n\r\n" + BINARY, last=True))
+    return client.reply()[-1], target.handler
+
+
+def test_proxy_relays_binary_by_bdat(server: Any, raw: Any) -> None:
+    reply, upstream = relay_binary(server, raw, chunking=True)
+    assert reply == "250 OK"
+    (envelope,) = upstream.envelopes
+    assert envelope.body_type == "BINARYMIME"
+    head, _, body = envelope.content.partition(b"\r\n\r\n")
+    assert body == BINARY
+    assert b"Subject: binary\r\nX-Peer: 127.0.0.1:" in head
+
+
+def test_proxy_refuses_binary_for_an_upstream_without_binarymime(server: Any, raw: Any) -> None:
+    reply, upstream = relay_binary(server, raw)
+    assert reply == "554 5.6.3 The relay host cannot take a binary (BINARYMIME) message"
+    assert upstream.envelopes == []

@@ -92,6 +92,8 @@ def test_start_up_says_where_and_what(start: Start, tmp_path: Path) -> None:
         "DSN",
         "PIPELINING",
         "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+        "BINARYMIME",
     ]
 
 
