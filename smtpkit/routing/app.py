@@ -313,7 +313,7 @@ class App(Scaffold):
 
         try:
             plan = self._serve_plan(_foreground_config(config or self.config))
-            _configure_logging(plan.config.log_level)
+            _configure_logging(plan.config.log_level, plan.config.log_format)
             plan.load_config = lambda: _foreground_config(config or self.config)
             plan.exit_at_once = False
             serve_in_process(plan)
@@ -362,11 +362,11 @@ def _foreground_config(base: ServerConfig) -> ServerConfig:
     return load_config(argparse.Namespace(), base)
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str = "text") -> None:
     if not logging.getLogger().handlers:
         from ..cli import configure_logging
 
-        configure_logging(level)
+        configure_logging(level, log_format)
 
 
 def _exit_with(message: str, status: int) -> NoReturn:
