@@ -62,6 +62,9 @@ VERBS = frozenset(
         "ETRN",
     ]
 )
+_VERB_NAMES = {verb.encode("ascii"): verb for verb in VERBS}
+#: The verbs whose argument the record reads (the addresses, the chunk size).
+_WITH_ARGUMENT = frozenset({"MAIL", "RCPT", "BDAT"})
 #: The stages a transaction is refused at, by the verb whose reply refused it.
 _STAGES = {"MAIL": "mail", "RCPT": "rcpt", "DATA": "data", "BDAT": "data"}
 #: Refusal texts -> the limit they report (checked only on 4xx/5xx replies).
@@ -305,13 +308,12 @@ class Record:
 
     def command_line(self, line: bytes) -> None:
         """The client sent a command line (not a DATA line, not an AUTH response)."""
-        text = redact(line)
-        verb = text.partition(" ")[0].upper()
-        self._verb = verb if verb in VERBS else "other"
-        self._arg = text if verb in ("MAIL", "RCPT", "BDAT") else ""
+        verb = _VERB_NAMES.get(line.partition(b" ")[0].rstrip(b"\r\n").upper(), "other")
+        self._verb = verb
+        self._arg = line.decode("utf-8", "replace") if verb in _WITH_ARGUMENT else ""
         self._pending = True
         if self._transcript:
-            self._line("<", text)
+            self._line("<", redact(line))
 
     def secret_line(self) -> None:
         """The client answered an AUTH challenge: only its existence is told."""
