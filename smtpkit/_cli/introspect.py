@@ -12,10 +12,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..auth._command import _mechanisms_of
+from ..config import ServerConfig
 from ..routing import App, Route
 from ..routing.delivery import no_route_reply
 from ..routing.registry import Entry, Registry, unreachable_routes
 from ..smtp import SMTP
+from .banner import extensions
 from .discovery import Target
 
 __all__ = ["check_lines", "routes_lines"]
@@ -36,7 +38,11 @@ def routes_lines(target: Target) -> list[str]:
         return _handler_lines(target)
     app: App = target.obj
     registry = _registry(app)
-    lines = [target.describe(), f"SMTP class: {app.server_class.__name__}, compiled"]
+    lines = [
+        target.describe(),
+        f"SMTP class: {app.server_class.__name__}, compiled",
+        _extensions_line(app.protocol_factory(ServerConfig())()),
+    ]
     lines += _section("Commands", _command_rows(app))
     lines += _section("Hooks", _hook_rows(app))
     lines += _section("AUTH mechanisms", _mechanism_rows(app, registry))
@@ -47,6 +53,11 @@ def routes_lines(target: Target) -> list[str]:
     if not app.routes:
         lines.append(_INDENT + "(none: every recipient is accepted, unless a RCPT hook refuses it)")
     return lines
+
+
+def _extensions_line(protocol: SMTP) -> str:
+    """The EHLO keywords a client sees with the default configuration."""
+    return "Extensions (default configuration): " + extensions(protocol, ServerConfig())
 
 
 def _registry(app: App) -> Registry:
@@ -128,6 +139,7 @@ def _handler_lines(target: Target) -> list[str]:
         "Hooks: " + (", ".join(hooks) or "none"),
         "AUTH mechanisms: " + ", ".join(mechanisms),
         "Recipient routes: none (a handler decides in its own handle_RCPT, if it has one)",
+        _extensions_line(SMTP(handler, config=ServerConfig())),
     ]
 
 

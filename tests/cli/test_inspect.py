@@ -87,6 +87,7 @@ def test_routes_lists_every_registration(shop: Path) -> None:
         """\
         App 'shop' (shop)
         SMTP class: SMTP, compiled
+        Extensions (default configuration): {extensions}
 
         Commands:
           PING  HELP: PING [text]  shop.ping (from the app)
@@ -115,6 +116,9 @@ def test_routes_lists_every_registration(shop: Path) -> None:
           2.  tagged          (user)+(tag)@shop.example  shop.tagged (from the app)
           3.  support.ticket  (user)@help.example        shop.ticket (from blueprint 'support')
         """
+    ).format(
+        extensions="SIZE 33554432, 8BITMIME, DSN, PIPELINING, ENHANCEDSTATUSCODES, CHUNKING, "
+        "BINARYMIME"
     )
 
 
