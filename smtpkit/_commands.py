@@ -58,6 +58,8 @@ class Commands(Connection):
     _bdat: ChunkedMessage | None = None
     #: The greeting a refused BDAT asks for first.
     _hello_verb = "EHLO"
+    #: A TLS-policy refusal of the BDAT being read, sent once its octets are.
+    _policy_refusal: Reply | None = None
     #: Offer DSN (RFC 3461) and read RET/ENVID on MAIL and NOTIFY/ORCPT on
     #: RCPT. Off on the bare class, as aiosmtpd has none (it answers 555 to
     #: those parameters); on in ServerConfig (``dsn``).
@@ -625,7 +627,9 @@ class Commands(Connection):
             self._close()
             return
         size, last = parsed if isinstance(parsed, tuple) else (parsed, None)
-        refusal = bdat.BAD_SYNTAX if last is None else self._bdat_refusal()
+        refusal, self._policy_refusal = self._policy_refusal, None
+        if refusal is None:
+            refusal = bdat.BAD_SYNTAX if last is None else self._bdat_refusal()
         if refusal is not None:
             await self._read_chunk(ChunkDecoder(size, keep=False), None)
             if last and self._bdat is not None and self._bdat.envelope is self.envelope:
@@ -643,6 +647,16 @@ class Commands(Connection):
         if getattr(self.envelope, "body_type", "7BIT") == "BINARYMIME":
             return bdat.BINARY_NEEDS_BDAT
         return None
+
+    def _check_policy(self, verb: str) -> None:
+        try:
+            super()._check_policy(verb)
+        except SMTPReplyError as refusal:
+            if verb != "BDAT" or not self.chunking or refusal.reply.code == 421:
+                raise
+            # The chunk's octets follow the line whatever the reply: smtp_BDAT
+            # reads them, then refuses, so they are never taken for commands.
+            self._policy_refusal = refusal.reply
 
     def _bdat_refusal(self) -> Reply | None:
         """Why this BDAT may not add to the message, or None when it may."""

@@ -425,7 +425,9 @@ def relay_binary(server: Any, raw: Any, **upstream: Any) -> tuple[str, Recorder]
     target = server(**upstream)
     front = server(Proxy(HOST, target.port, timeout=10), chunking=True)
     client = raw(front.port)
-    client.send(b"EHLO c\r\nMAIL FROM:<a@example.com> BODY=BINARYMIME\r\nRCPT TO:<b@example.com>\r\n")
+    client.send(
+        b"EHLO c\r\nMAIL FROM:<a@example.com> BODY=BINARYMIME\r\nRCPT TO:<b@example.com>\r\n"
+    )
     assert codes(client, 3) == [250, 250, 250]
     client.send(bdat(b"Subject: binary\r\n\r\n" + BINARY, last=True))
     return client.reply()[-1], target.handler
@@ -445,3 +447,19 @@ def test_proxy_refuses_binary_for_an_upstream_without_binarymime(server: Any, ra
     reply, upstream = relay_binary(server, raw)
     assert reply == "554 5.6.3 The relay host cannot take a binary (BINARYMIME) message"
     assert upstream.envelopes == []
+
+
+def test_bdat_refused_before_starttls_still_reads_its_octets(server: Any, raw: Any) -> None:
+    from interop import certificates
+
+    running = server(
+        chunking=True, tls_context=certificates().server_context(), require_starttls=True
+    )
+    client = raw(running.port)
+    client.send(b"EHLO c\r\n")
+    client.reply()
+    client.send(bdat(b"QUIT\r\n", last=True) + b"NOOP\r\n")
+    assert [r[-1] for r in client.replies(2)] == [
+        "530 Must issue a STARTTLS command first",
+        "250 OK",
+    ]
