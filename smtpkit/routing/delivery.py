@@ -17,9 +17,12 @@ Before the routes see it, the message gets a ``Received:`` trace field
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from .. import _replies as replies
@@ -30,7 +33,7 @@ from ..auth._command import MISSING, _Missing
 from ..lmtp import LMTP
 from ..smtp import SMTP, Envelope, Session
 from ._calls import AsyncCall, to_async
-from .message import RoutedMessage
+from .message import MessageContent, RoutedMessage
 from .registry import Entry, ExceptionSpec, Route
 
 __all__ = ["ACCEPTED", "ExceptionMapper", "Router", "no_route_reply", "worst_reply"]
@@ -115,7 +118,7 @@ class Router:
         reply is the constant ``OK`` of the replies module, whose wire bytes
         are built once (the same line as :data:`ACCEPTED`).
         """
-        content = with_received(server, session, envelope, content)
+        body = message_body(server, session, envelope, content)
         chosen: list[Route | None] = []
         groups: dict[Route, dict[str, dict[str, str]]] = {}
         for address in envelope.rcpt_tos:
@@ -123,12 +126,12 @@ class Router:
             chosen.append(found[0] if found else None)
             if found is not None:
                 groups.setdefault(found[0], {})[address] = found[1]
-        replies: dict[Route, str] = {}
-        for route, matched in groups.items():
-            message = RoutedMessage(
-                route, server, session, envelope, tuple(matched), matched, content
-            )
-            replies[route] = await self._run(route, message)
+        replies, kept = await self._run_all(server, session, envelope, groups, body)
+        if isinstance(body, MessageContent) and any(ref() is not None for ref in kept):
+            # A route kept its message to read later, when the session may have moved
+            # on (a new EHLO, STARTTLS): make the bytes from the state of this
+            # transaction now.
+            body.get()
         per_recipient = [
             replies[route] if route is not None else no_route_reply(address)
             for address, route in zip(envelope.rcpt_tos, chosen, strict=True)
@@ -137,6 +140,23 @@ class Router:
             return per_recipient
         worst = worst_reply(per_recipient)
         return OK if worst is ACCEPTED else worst
+
+    async def _run_all(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        groups: dict[Route, dict[str, dict[str, str]]],
+        body: bytes | MessageContent,
+    ) -> tuple[dict[Route, str], list[weakref.ref[RoutedMessage]]]:
+        """Run each route once; its reply, and a weak reference to each message given."""
+        replies: dict[Route, str] = {}
+        kept: list[weakref.ref[RoutedMessage]] = []
+        for route, matched in groups.items():
+            message = RoutedMessage(route, server, session, envelope, tuple(matched), matched, body)
+            kept.append(weakref.ref(message))
+            replies[route] = await self._run(route, message)
+        return replies, kept
 
     async def _run(self, route: Route, message: RoutedMessage) -> str:
         try:
@@ -170,12 +190,33 @@ def _severity(reply: str) -> int:
     return _SEVERITY.get(reply[:1], 0)
 
 
-def with_received(server: SMTP, session: Session, envelope: Envelope, content: bytes) -> bytes:
+def message_body(
+    server: SMTP, session: Session, envelope: Envelope, content: bytes
+) -> bytes | MessageContent:
+    """What the routes get as ``content``: the bytes, or the bytes after a ``Received:`` field.
+
+    The field is written on first use (dated now, at the end of the data), so
+    a message that no route reads does not pay for it.
+    """
+    if getattr(server, "received_header", True) is False:
+        return content
+    now = datetime.now(timezone.utc)
+    return MessageContent(functools.partial(with_received, server, session, envelope, content, now))
+
+
+def with_received(
+    server: SMTP,
+    session: Session,
+    envelope: Envelope,
+    content: bytes,
+    now: datetime | None = None,
+) -> bytes:
     """``content`` with this server's ``Received:`` field in front (when it is on).
 
-    The ``id`` is a short random one; ``by`` is ``server.hostname``. A
-    hostname that is not a domain name cannot be written: the message goes
-    on without the field, and the log says why.
+    The ``id`` is a short random one; ``by`` is ``server.hostname``; ``now``
+    is the time of receipt (the current time when None). A hostname that is
+    not a domain name cannot be written: the message goes on without the
+    field, and the log says why.
     """
     if getattr(server, "received_header", True) is False:
         return content
@@ -185,6 +226,7 @@ def with_received(server: SMTP, session: Session, envelope: Envelope, content: b
             envelope,
             hostname=str(server.hostname),
             id=secrets.token_hex(6),
+            now=now,
             lmtp=isinstance(server, LMTP),
         )
     except ValueError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
@@ -15,10 +15,35 @@ from ..smtp import SMTP, Envelope, Session
 if TYPE_CHECKING:
     from .registry import Route
 
-__all__ = ["RoutedMessage"]
+__all__ = ["MessageContent", "RoutedMessage"]
 
 
-@dataclass(frozen=True, eq=False)
+class MessageContent:
+    """The bytes of one message, made on first use and then kept.
+
+    The routes of one transaction share one, so they all see the same bytes
+    (the same ``Received:`` field), and a message no route reads costs nothing.
+
+    Args:
+        make: builds the bytes; called once, at the first :meth:`get`.
+    """
+
+    __slots__ = ("_make", "_value")
+
+    def __init__(self, make: Callable[[], bytes]) -> None:
+        self._make: Callable[[], bytes] | None = make
+        self._value = b""
+
+    def get(self) -> bytes:
+        """The bytes, made now if this is the first call."""
+        make = self._make
+        if make is not None:
+            self._value = make()
+            self._make = None
+        return self._value
+
+
+@dataclass(frozen=True, eq=False, init=False)
 class RoutedMessage:
     """One message, as delivered to one route.
 
@@ -33,7 +58,9 @@ class RoutedMessage:
             recipient, including those of other routes).
         recipients: the recipients this route matched, in RCPT order, each once.
         captures: the captured text of each of those recipients, by address.
-        content: the message as received (dot-unstuffed bytes).
+        content: the message as received (dot-unstuffed bytes), after the
+            ``Received:`` field when the server adds one. It is made on first
+            use: the bytes, or a :class:`MessageContent` that makes them.
     """
 
     route: Route
@@ -42,7 +69,32 @@ class RoutedMessage:
     envelope: Envelope = field(repr=False)
     recipients: tuple[str, ...]
     captures: Mapping[str, Mapping[str, str]]
-    content: bytes = field(repr=False)
+    _body: bytes | MessageContent = field(repr=False)
+
+    def __init__(
+        self,
+        route: Route,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        recipients: tuple[str, ...],
+        captures: Mapping[str, Mapping[str, str]],
+        content: bytes | MessageContent,
+    ) -> None:
+        setter = object.__setattr__  # frozen: set once, here
+        setter(self, "route", route)
+        setter(self, "server", server)
+        setter(self, "session", session)
+        setter(self, "envelope", envelope)
+        setter(self, "recipients", recipients)
+        setter(self, "captures", captures)
+        setter(self, "_body", content)
+
+    @property
+    def content(self) -> bytes:
+        """The message as received (dot-unstuffed bytes), trace field included."""
+        body = self._body
+        return body if isinstance(body, bytes) else body.get()
 
     @property
     def mail_from(self) -> str | None:
