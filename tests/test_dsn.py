@@ -28,7 +28,7 @@ from smtpkit._dsn import (
 )
 from smtpkit._grammar import parse_params
 from smtpkit._replies import SMTPReplyError
-from smtpkit.config import ServerConfig
+from smtpkit.config import ConfigError, ServerConfig
 from smtpkit.dsn import ENVELOPE_SENDER, RecipientReport, build_report
 from smtpkit.handlers import Proxy
 from smtpkit.smtp import SMTP, Envelope, Session
@@ -755,3 +755,10 @@ def test_proxy_drops_dsn_for_an_upstream_without_it(caplog: pytest.LogCaptureFix
     assert envelope.rcpt_dsn == [RcptDSN(), RcptDSN()]
     assert not any(option.startswith(("RET=", "ENVID=")) for option in envelope.mail_options)
     assert "does not offer DSN" in caplog.text
+
+
+def test_dsn_setting_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="dsn = 'on': expected True or False"):
+        SMTP(Recorder(), dsn="on")
+    with pytest.raises(ConfigError, match="dsn"):
+        ServerConfig(dsn="on")  # type: ignore[arg-type]
