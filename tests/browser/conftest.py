@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,6 @@ FLAGS = (
     "--disable-sync",
     "--window-size=1280,800",
 )
-# The capture server helpers live beside the API tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
 
 
 def _missing() -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from capture_server import Capture, message, running, wait_until
+from capture.capture_server import Capture, message, running, wait_until
 
 # A 1x1 PNG, shown inline through a data: URL (allowed) to prove images do render.
 PIXEL = base64.b64decode(

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from capture_server import HOST, Capture, message, running, start, stop, wait_until
+
+from capture.capture_server import HOST, Capture, message, running, start, stop, wait_until
 
 
 def run_briefly(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from capture_server import Capture, message, wait_until
+
+from capture.capture_server import Capture, message, wait_until
 
 PNG = bytes(range(256)) * 40 + b"\x00\r\n\r\n.\r\n"
 

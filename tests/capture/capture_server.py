@@ -1,6 +1,6 @@
 """``smtpkit run --http`` as a subprocess, and messages to send it.
 
-Shared by tests/http and tests/browser (which puts this folder on ``sys.path``).
+Shared by the API tests here and the browser tests in tests/browser.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
 import httpx
-from capture_server import Capture, running
+
+from capture.capture_server import Capture, running
 
 
 @pytest.fixture(scope="module")
