@@ -463,3 +463,27 @@ def test_bdat_refused_before_starttls_still_reads_its_octets(server: Any, raw: A
         "530 Must issue a STARTTLS command first",
         "250 OK",
     ]
+
+
+def test_an_app_route_gets_a_message_sent_by_bdat(server: Any) -> None:
+    from smtpkit import App
+    from smtpkit.routing import RoutedMessage
+
+    app = App()
+    kept: list[RoutedMessage] = []
+
+    @app.route("(user)@example.com")
+    async def inbox(message: RoutedMessage) -> None:
+        kept.append(message)
+
+    running = server(factory=app.protocol_factory(ServerConfig(hostname="mx.example.test")))
+    with smtplib.SMTP(HOST, running.port) as client:
+        client.ehlo("client.test")
+        assert client.has_extn("chunking")
+        client.mail("anne@example.com")
+        client.rcpt("bart@example.com")
+        client.putcmd("BDAT", f"{len(BODY)} LAST")
+        client.send(BODY)
+        assert client.getreply() == (250, b"2.0.0 OK")
+    (message,) = kept
+    assert message.content.endswith(BODY)
