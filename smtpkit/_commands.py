@@ -718,7 +718,7 @@ class Commands(Connection):
         self._last_activity = now
         transfer = Transfer(decoder, streaming=stream is not None, now=now)
         transfer.restart_window(now)
-        self._take_buffered(transfer)
+        self._take_buffered(transfer, decoder.remaining)
         failure: Exception | None = None
         try:
             while True:
@@ -740,16 +740,17 @@ class Commands(Connection):
         finally:
             self._end_transfer()
 
-    def _take_buffered(self, transfer: Transfer) -> None:
-        """Give the transfer the chunk octets already in the command buffer."""
+    def _take_buffered(self, transfer: Transfer, length: int) -> None:
+        """Give the transfer the chunk's ``length`` octets, those already in the buffer.
+
+        Only the chunk's part of the buffer is copied: a client that pipelines
+        many small messages must not cost a copy of all of them per chunk.
+        """
         buf = self._buf
         if transfer.done or not buf:
             return
-        end = transfer.feed(bytes(buf))
-        if end < 0:
-            buf.clear()
-        else:
-            del buf[:end]
+        end = transfer.feed(bytes(buf[:length]))
+        del buf[: len(buf) if end < 0 else end]
 
     async def _bdat_last(
         self, message: ChunkedMessage, streamed: bool, failure: Exception | None
