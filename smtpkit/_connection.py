@@ -13,9 +13,11 @@ How a connection runs:
   public :meth:`Connection.push` writes at once.
 * The connection is in one phase at a time (``_phase``: the PROXY header,
   commands, data, closing), which decides where its input goes. During
-  DATA, ``data_received`` feeds the message's transfer
-  (:mod:`smtpkit._transfer`) directly, so message bytes are never copied into
-  the command buffer; between messages there is no transfer.
+  DATA, and while the octets of a BDAT chunk arrive (CHUNKING, RFC 3030:
+  the same phase, with a chunk decoder), ``data_received`` feeds the
+  message's transfer (:mod:`smtpkit._transfer`) directly, so message bytes
+  are never copied into the command buffer; between messages, and between
+  chunks, there is no transfer.
 * The task yields to the loop after every ``_LINES_PER_TURN`` lines, so a
   client that pipelines without end cannot keep the others waiting.
 * No timer per connection: one sweep per event loop (:mod:`smtpkit._clock`)

@@ -7,10 +7,11 @@ timers: the connection feeds it bytes and tells it the time.
 
 The decoder is what turns the client's bytes into message content. For DATA
 it is :class:`smtpkit._data.DataDecoder` (``CRLF.CRLF`` framing,
-dot-unstuffing); a chunked transfer (BDAT, RFC 3030) would plug in a decoder
-with the same small interface (:class:`Decoder`): ``feed(bytes)`` returning
-the index just past the end of the message or ``-1``, ``chunks``, ``take()``,
-``size``, ``error`` and ``done``, with its limits given when it is made.
+dot-unstuffing); each BDAT chunk (RFC 3030) has a transfer of its own with
+:class:`smtpkit._bdat.ChunkDecoder`, which has the same small interface
+(:class:`Decoder`): ``feed(bytes)`` returning the index just past the end of
+the message (or chunk) or ``-1``, ``chunks``, ``take()``, ``size``, ``error``
+and ``done``, with its limits given when it is made.
 """
 
 from __future__ import annotations
