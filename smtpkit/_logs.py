@@ -62,13 +62,18 @@ FIELDS = (
 
 
 def _text(value: Any) -> str:
-    """A field value in a text line: quoted when it has spaces or is empty."""
-    if isinstance(value, float):
+    """A field value in a text line: quoted when it has spaces or quotes, or is empty."""
+    if type(value) is str:
+        text = value
+    elif isinstance(value, float):
         return f"{value:.3f}s"
-    if isinstance(value, (list, tuple)):
-        value = ",".join(f"<{v}>" for v in value)
-    text = str(value)
-    return json.dumps(text, ensure_ascii=False) if (" " in text or not text) else text
+    elif isinstance(value, (list, tuple)):
+        text = ",".join(f"<{v}>" for v in value)
+    else:
+        text = str(value)
+    if not text or " " in text or '"' in text:
+        return json.dumps(text, ensure_ascii=False)
+    return text
 
 
 class SessionLog(Subscriber):
@@ -80,70 +85,80 @@ class SessionLog(Subscriber):
     def transcribes(self) -> bool:
         return transcript_log.isEnabledFor(logging.DEBUG)
 
-    def _info(self, record: Record, event: str, **fields: Any) -> None:
+    def _info(self, record: Record, event: str, fields: dict[str, Any]) -> None:
         if not session_log.isEnabledFor(logging.INFO):
             return
-        pairs = " ".join(f"{key.rstrip('_')}={_text(v)}" for key, v in fields.items())
-        message = f"{record.session_id} {event} {pairs}".rstrip()
-        data = {"session": record.session_id, "event": event, "peer": record.peer}
-        data.update((key.rstrip("_"), value) for key, value in fields.items())
-        session_log.info(message, extra={"smtpkit": data})
+        parts = [record.session_id, event]
+        parts += [f"{key}={_text(value)}" for key, value in fields.items()]
+        data = {"session": record.session_id, "event": event, "peer": record.peer, **fields}
+        _emit(session_log, logging.INFO, " ".join(parts), data)
 
     def connection_made(self, record: Record) -> None:
-        self._info(record, "connect", peer=record.peer, tls=record.tls or "no")
+        self._info(record, "connect", {"peer": record.peer, "tls": record.tls or "no"})
 
     def proxied(self, record: Record) -> None:
-        self._info(record, "proxy", client=record.client)
+        self._info(record, "proxy", {"client": record.client})
 
     def tls(self, record: Record, error: str | None) -> None:
         if error is None:
-            self._info(record, "tls", tls=record.tls, result="success")
+            self._info(record, "tls", {"tls": record.tls, "result": "success"})
         else:
-            self._info(record, "tls", result="failure", reason=error)
+            self._info(record, "tls", {"result": "failure", "reason": error})
 
     def auth(self, record: Record, mechanism: str, success: bool) -> None:
         result = "success" if success else "failure"
         if success and record.login is not None:
-            self._info(record, "auth", mechanism=mechanism, login=record.login, result=result)
+            self._info(
+                record, "auth", {"mechanism": mechanism, "login": record.login, "result": result}
+            )
         else:
-            self._info(record, "auth", mechanism=mechanism, result=result)
+            self._info(record, "auth", {"mechanism": mechanism, "result": result})
 
     def transaction(self, record: Record, outcome: Outcome) -> None:
         if not outcome.accepted:
-            self._info(record, "refused", stage=outcome.stage, reply=outcome.reply)
+            self._info(record, "refused", {"stage": outcome.stage, "reply": outcome.reply})
             return
-        extra: dict[str, Any] = {"login": record.login} if record.login else {}
-        self._info(
-            record,
-            "accepted",
-            id=outcome.id,
-            from_=outcome.mail_from or "",
-            to=list(outcome.recipients),
-            size=outcome.size,
-            duration=round(outcome.duration, 6),
-            tls=record.tls or "no",
-            **extra,
-        )
+        fields: dict[str, Any] = {
+            "id": outcome.id,
+            "from": outcome.mail_from or "",
+            "to": list(outcome.recipients),
+            "size": outcome.size,
+            "duration": round(outcome.duration, 6),
+            "tls": record.tls or "no",
+        }
+        if record.login:
+            fields["login"] = record.login
+        self._info(record, "accepted", fields)
 
     def limit(self, record: Record | None, name: str) -> None:
         if record is not None:
-            self._info(record, "limit", limit=name)
+            self._info(record, "limit", {"limit": name})
 
     def connection_lost(self, record: Record) -> None:
-        self._info(
-            record,
-            "disconnect",
-            duration=round(record.duration, 6),
-            messages=record.messages,
-            reason=record.reason,
-        )
+        fields = {
+            "duration": round(record.duration, 6),
+            "messages": record.messages,
+            "reason": record.reason,
+        }
+        self._info(record, "disconnect", fields)
 
     def line(self, record: Record, direction: str, text: str) -> None:
+        if not transcript_log.isEnabledFor(logging.DEBUG):
+            return
         data = {"session": record.session_id, "event": "transcript", "peer": record.peer}
         data.update(direction=direction, line=text)
-        transcript_log.debug(
-            "%s %s %s", record.session_id, direction, text, extra={"smtpkit": data}
-        )
+        _emit(transcript_log, logging.DEBUG, f"{record.session_id} {direction} {text}", data)
+
+
+def _emit(logger: logging.Logger, level: int, message: str, data: dict[str, Any]) -> None:
+    """Log ``message`` with its fields; the caller checked the level.
+
+    The record is made directly: there is no caller's frame worth looking up.
+    """
+    record = logger.makeRecord(
+        logger.name, level, __file__, 0, message, (), None, extra={"smtpkit": data}
+    )
+    logger.handle(record)
 
 
 #: The one session log, subscribed by the protocol.
