@@ -9,6 +9,7 @@ into ``<spool dir>/maildir``.
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from smtpkit.handlers import Mailbox, Sink
@@ -34,6 +35,11 @@ def make_handler(name: str, spool_dir: str | None) -> Any:
 def main() -> None:
     """Serve smtpkit's SMTP on 127.0.0.1 until SIGTERM."""
     args = _common.parse_args("smtpkit benchmark server", HANDLERS)
+    level = os.environ.get("BENCH_LOG_LEVEL")
+    if level:  # log as smtpkit run does, to measure what the session log costs
+        from smtpkit.cli import configure_logging
+
+        configure_logging(level)
     handler = make_handler(args.handler, args.spool_dir)
 
     tls = _common.tls_context(args)
