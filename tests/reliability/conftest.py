@@ -99,6 +99,9 @@ def stored_by_id(maildir: Path) -> dict[str, list[bytes]]:
     new = maildir / "new"
     for path in new.iterdir() if new.exists() else ():
         stored = path.read_bytes()
+        # The Received field (folded) comes first, then the envelope headers.
+        assert stored.startswith(b"Received: from "), f"{path.name}: no Received field"
+        stored = re.sub(rb"\AReceived: [^\n]*\n(?:[ \t][^\n]*\n)*", b"", stored)
         for prefix in _ENVELOPE_HEADERS:
             assert stored.startswith(prefix), f"{path.name}: no {prefix!r} header"
             stored = stored.split(b"\n", 1)[1]
