@@ -127,11 +127,8 @@ class Router:
             if found is not None:
                 groups.setdefault(found[0], {})[address] = found[1]
         replies, kept = await self._run_all(server, session, envelope, groups, body)
-        if isinstance(body, MessageContent) and any(ref() is not None for ref in kept):
-            # A route kept its message to read later, when the session may have moved
-            # on (a new EHLO, STARTTLS): make the bytes from the state of this
-            # transaction now.
-            body.get()
+        if isinstance(body, MessageContent):
+            _settle(body, kept)
         per_recipient = [
             replies[route] if route is not None else no_route_reply(address)
             for address, route in zip(envelope.rcpt_tos, chosen, strict=True)
@@ -152,24 +149,41 @@ class Router:
         """Run each route once; its reply, and a weak reference to each message given."""
         replies: dict[Route, str] = {}
         kept: list[weakref.ref[RoutedMessage]] = []
+        calls = self._calls
         for route, matched in groups.items():
             message = RoutedMessage(route, server, session, envelope, tuple(matched), matched, body)
             kept.append(weakref.ref(message))
-            replies[route] = await self._run(route, message)
+            try:
+                reply = await calls[route](message)
+            except Exception as error:
+                log.exception("route %r failed", route.name)
+                replies[route] = await self._errors.reply(error)
+            else:
+                replies[route] = _route_reply(route, reply)
         return replies, kept
 
-    async def _run(self, route: Route, message: RoutedMessage) -> str:
-        try:
-            reply = await self._calls[route](message)
-        except Exception as error:
-            log.exception("route %r failed", route.name)
-            return await self._errors.reply(error)
-        if reply is None:
-            return ACCEPTED
-        if not isinstance(reply, str):
-            log.error("route %r returned %r; expected a reply string or None", route.name, reply)
-            return INTERNAL_ERROR
-        return reply
+
+def _route_reply(route: Route, reply: object) -> str:
+    """The reply of a route function that returned ``reply``."""
+    if reply is None:
+        return ACCEPTED
+    if not isinstance(reply, str):
+        log.error("route %r returned %r; expected a reply string or None", route.name, reply)
+        return INTERNAL_ERROR
+    return reply
+
+
+def _settle(body: MessageContent, kept: Sequence[weakref.ref[RoutedMessage]]) -> None:
+    """Make the bytes now if a route kept its message past its call.
+
+    Read later, the session may have moved on (a new EHLO, STARTTLS): the
+    bytes must come from the state of this transaction. A message nobody
+    kept can never be read, so its bytes are never made.
+    """
+    for ref in kept:
+        if ref() is not None:
+            body.get()
+            return
 
 
 def worst_reply(replies: Sequence[str]) -> str:

@@ -81,14 +81,17 @@ class RoutedMessage:
         captures: Mapping[str, Mapping[str, str]],
         content: bytes | MessageContent,
     ) -> None:
-        setter = object.__setattr__  # frozen: set once, here
-        setter(self, "route", route)
-        setter(self, "server", server)
-        setter(self, "session", session)
-        setter(self, "envelope", envelope)
-        setter(self, "recipients", recipients)
-        setter(self, "captures", captures)
-        setter(self, "_body", content)
+        # Frozen: the fields are set once, here, in one step (a generated
+        # __init__ would call object.__setattr__ once per field).
+        vars(self).update(
+            route=route,
+            server=server,
+            session=session,
+            envelope=envelope,
+            recipients=recipients,
+            captures=captures,
+            _body=content,
+        )
 
     @property
     def content(self) -> bytes:
