@@ -52,6 +52,9 @@ QUEUE_LINES = 1_000
 BATCH_LINES = 100
 #: Seconds the exit waits for queued lines to be written.
 DRAIN_TIMEOUT = 5.0
+#: Seconds the thread lets lines gather after the first of a burst: one wake-up and
+#: one write for many lines, instead of a thread switch per line on a busy server.
+GATHER = 0.02
 
 #: Called with the number of lines dropped since the last report; returns a line to
 #: write to the same stream, or None when it reported elsewhere.
@@ -153,6 +156,10 @@ class LineWriter:
             with self._changed:
                 while not self._lines and not self._closing:
                     self._changed.wait()
+                gather = not self._closing and len(self._lines) < BATCH_LINES
+            if gather:
+                time.sleep(GATHER)
+            with self._changed:
                 if not self._lines:
                     break
                 batch = [self._lines.popleft() for _ in range(min(BATCH_LINES, len(self._lines)))]
