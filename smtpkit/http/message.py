@@ -140,14 +140,32 @@ def attachment_bytes(part: EmailMessage) -> bytes:
 
 
 def without_envelope(raw: bytes) -> bytes:
-    """The message as received: ``raw`` without the envelope headers in front."""
+    """The message as received: ``raw`` without the envelope headers in front.
+
+    The ``Received:`` trace field the server put on top stays (a relay keeps the
+    trace of each hop); the ``X-Peer``/``X-MailFrom``/``X-RcptTo`` lines after it go.
+    """
+    kept: list[bytes] = []
     rest = raw
-    while rest.split(b":", 1)[0].strip().lower().decode("latin-1") in ENVELOPE_HEADERS:
-        line_end = rest.find(b"\n")
-        if line_end < 0:
-            return b""
-        rest = rest[line_end + 1 :]
-    return rest
+    while True:
+        name = rest.split(b":", 1)[0].strip().lower().decode("latin-1")
+        if name not in ENVELOPE_HEADERS and name != "received":
+            return b"".join(kept) + rest
+        end = _field_end(rest)
+        if end < 0:
+            return b"".join(kept)
+        if name == "received":
+            kept.append(rest[:end])
+        rest = rest[end:]
+
+
+def _field_end(data: bytes) -> int:
+    """The index just past the header field at the start of ``data`` (with its
+    continuation lines), or -1 when its line does not end."""
+    end = data.find(b"\n")
+    while end >= 0 and data[end + 1 : end + 2] in (b" ", b"\t"):
+        end = data.find(b"\n", end + 1)
+    return end + 1 if end >= 0 else -1
 
 
 def _body(message: EmailMessage, subtype: str) -> str | None:

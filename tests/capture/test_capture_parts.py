@@ -41,6 +41,10 @@ def test_valid_id(text: str, valid: bool) -> None:
         (b"Subject: s\nX-Peer: kept\n\nbody\n", b"Subject: s\nX-Peer: kept\n\nbody\n"),
         (b"x-peer: 1\n\nbody\n", b"\nbody\n"),
         (b"X-Peer: no end of line", b""),
+        (
+            b"Received: from a\n by b; date\nX-Peer: 1\nX-RcptTo: b@x\nSubject: s\n\nbody\n",
+            b"Received: from a\n by b; date\nSubject: s\n\nbody\n",
+        ),
     ],
 )
 def test_without_envelope(raw: bytes, sent: bytes) -> None:
