@@ -274,3 +274,25 @@ def test_cli_json_format(tmp_path: Path) -> None:
     assert accepted["level"] == "info" and accepted["message"].startswith(accepted["session"])
     assert session[2]["stage"] == "rcpt" and session[2]["reply"].startswith("5")
     assert session[3]["messages"] == 1
+
+
+def test_bdat_message_is_one_transaction(logs: pytest.LogCaptureFixture) -> None:
+    with serving(Recorder(), chunking=True) as server:
+        with RawClient(server.port) as client:
+            client.reply()
+            client.command("EHLO client.test")
+            assert client.command("MAIL FROM:<anne@example.test>")[0] == 250
+            assert client.command("RCPT TO:<bob@example.test>")[0] == 250
+            # command() ends each with CRLF: chunks of 13 and 9 octets.
+            assert client.command("BDAT 13\r\nSubject: hi")[0] == 250
+            assert client.command("BDAT 9 LAST\r\n\r\nhello")[0] == 250
+            client.command("QUIT")
+        wait_for_event(logs, "disconnect")
+    records = session_lines(logs)
+    assert [r.smtpkit["event"] for r in records] == ["connect", "accepted", "disconnect"]  # type: ignore[attr-defined]
+    accepted = event(records, "accepted")[0]
+    assert accepted["size"] == 22 and accepted["to"] == ["bob@example.test"]
+    transcript = [
+        r.getMessage().partition(" ")[2] for r in logs.records if r.name == "smtpkit.transcript"
+    ]
+    assert "< BDAT 9 LAST" in transcript and "hello" not in "".join(transcript)
