@@ -47,6 +47,9 @@ __all__ = [
 #: Lines a stream's queue holds before new lines are dropped (and counted): about
 #: 200 KB of log, on top of what the pipe itself holds (64 KiB on Linux).
 QUEUE_LINES = 1_000
+#: Extra room kept for warnings and errors (a drop report among them): a queue full
+#: of INFO lines does not swallow them.
+URGENT_LINES = 100
 #: Lines the thread takes from the queue for one write (so what waits on a blocked
 #: stream is bounded too).
 BATCH_LINES = 100
@@ -116,14 +119,19 @@ class LineWriter:
         self._thread = threading.Thread(target=self._run, name=f"smtpkit-{name}", daemon=True)
         self._thread.start()
 
-    def write(self, line: str) -> bool:
+    def write(self, line: str, *, urgent: bool = False) -> bool:
         """Queue one line (without its line ending).
+
+        Args:
+            line: the line.
+            urgent: a warning or an error: it may use :data:`URGENT_LINES` more room.
 
         Returns:
             False when the line was dropped: the queue is full or the writer is closed.
         """
+        capacity = self._capacity + URGENT_LINES if urgent else self._capacity
         with self._changed:
-            if self._closing or len(self._lines) >= self._capacity:
+            if self._closing or len(self._lines) >= capacity:
                 self._count_dropped(1)
                 return False
             self._lines.append(line)
@@ -239,7 +247,7 @@ class QueueLogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        self.writer.write(line)
+        self.writer.write(line, urgent=record.levelno >= logging.WARNING)
 
     def dropped_report(self, count: int) -> str:
         """The log line saying ``count`` lines were dropped, in this handler's format."""
