@@ -214,14 +214,15 @@ def received_header(
             lmtp=lmtp,
             utf8=utf8,
         )
+    forwarded = getattr(session, "xforward", None)
     value = received_value(
-        helo=getattr(session, "host_name", None),
+        helo=_forwarded_text(forwarded, "helo") or getattr(session, "host_name", None),
         client=client if client is not None else session_client(session),
         hostname=hostname,
         protocol=protocol,
         date=now or datetime.now(timezone.utc),
         id=id,
-        client_name=client_name,
+        client_name=client_name or session_client_name(session),
         recipients=list(getattr(envelope, "rcpt_tos", ())),
         tls=tls,
         utf8=utf8,
@@ -230,13 +231,39 @@ def received_header(
 
 
 def session_client(session: Any) -> str | tuple[Any, ...] | None:
-    """The client of a session: the PROXY header's source if valid, else the peer."""
+    """The client of a session's message.
+
+    XFORWARD's address when the relay sent one; else the client XCLIENT
+    named (the session's peer); else the PROXY header's source if valid;
+    else the peer.
+    """
+    forwarded = getattr(session, "xforward", None)
+    address = getattr(forwarded, "addr", None)
+    if isinstance(address, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        port = getattr(forwarded, "port", None)
+        return (str(address), port if isinstance(port, int) else None)
+    if getattr(session, "xclient", None) is not None:
+        named: str | tuple[Any, ...] | None = getattr(session, "peer", None)
+        return named
     proxy = getattr(session, "proxy_data", None)
     source = getattr(proxy, "src_addr", None)
     if source is not None and getattr(proxy, "valid", True) and not isinstance(source, str):
         return (str(source), getattr(proxy, "src_port", None))
     peer: str | tuple[Any, ...] | None = getattr(session, "peer", None)
     return peer
+
+
+def session_client_name(session: Any) -> str | None:
+    """The client's host name as XFORWARD or XCLIENT gave it (``NAME``), or None."""
+    return _forwarded_text(getattr(session, "xforward", None), "name") or _forwarded_text(
+        getattr(session, "xclient", None), "name"
+    )
+
+
+def _forwarded_text(attributes: Any, name: str) -> str | None:
+    # A Special ([UNAVAILABLE], [TEMPUNAVAIL]) is not a name.
+    value = getattr(attributes, name, None)
+    return value if isinstance(value, str) else None
 
 
 def tls_info(ssl: Any) -> TLSInfo | None:

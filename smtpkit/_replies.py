@@ -276,6 +276,12 @@ CANNOT_DECODE_BASE64 = Reply(501, "5.5.2", "Can't decode base64", True)
 CANNOT_SPLIT = Reply(501, "5.5.2", "Can't split auth value", True)
 CANNOT_PARSE = Reply(501, "5.5.2", "Can't parse {mechanism} response: {why}", True)
 
+# XCLIENT and XFORWARD (Postfix's replies), LIMITS (RFC 9422), REQUIRETLS (RFC 8689)
+XCLIENT_NOT_AUTHORIZED = Reply(550, "5.7.0", "Error: insufficient authorization", True)
+X_IN_TRANSACTION = Reply(503, "5.5.1", "Error: MAIL transaction in progress", True)
+TOO_MANY_MESSAGES = Reply(421, "4.7.0", "{hostname} Error: too many messages in one session", True)
+REQUIRETLS_NEEDS_TLS = Reply(530, "5.7.10", "REQUIRETLS needs a TLS session", True)
+
 
 def all_replies() -> dict[str, Reply]:
     """Every reply constant of this module, by name."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._dsn import MailDSN, RcptDSN
+    from ._xclient import XClientAttributes, XForwardAttributes
     from .proxy_protocol import ProxyData
 
 __all__ = ["Envelope", "Session"]
@@ -31,6 +32,14 @@ class Session:
         auth_data: what the authenticator returned on success.
         authenticated: True after a successful AUTH; None before any.
         state: a dict for the application's own per-session values.
+        connected_peer: after XCLIENT, the address of the proxy that is
+            connected (``peer`` is then the client XCLIENT named); None
+            before any XCLIENT.
+        xclient: what the XCLIENT commands of the session said
+            (:class:`~smtpkit.xclient.XClientAttributes`), or None.
+        xforward: what the XFORWARD commands of the current transaction
+            said (:class:`~smtpkit.xclient.XForwardAttributes`), or None;
+            cleared when the transaction ends.
     """
 
     # Slots keep an idle session small; "__dict__" (created on first use)
@@ -42,12 +51,15 @@ class Session:
         "_state",
         "auth_data",
         "authenticated",
+        "connected_peer",
         "extended_smtp",
         "host_name",
         "loop",
         "peer",
         "proxy_data",
         "ssl",
+        "xclient",
+        "xforward",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -59,6 +71,9 @@ class Session:
         self.proxy_data: ProxyData | None = None
         self.auth_data: Any = None
         self.authenticated: bool | None = None
+        self.connected_peer: Any = None
+        self.xclient: XClientAttributes | None = None
+        self.xforward: XForwardAttributes | None = None
         self._login_data: Any = None
         self._state: dict[str, Any] | None = None
 
@@ -100,6 +115,8 @@ class Envelope:
         rcpt_dsn: each recipient's DSN parameters (``NOTIFY`` and
             ``ORCPT``), parallel to ``rcpt_tos``; an empty
             :class:`~smtpkit.dsn.RcptDSN` for a recipient that had none.
+        require_tls: True when MAIL carried ``REQUIRETLS`` (RFC 8689, only
+            accepted inside TLS): the message must only be relayed over TLS.
     """
 
     __slots__ = (
@@ -114,6 +131,7 @@ class Envelope:
         "rcpt_dsn",
         "rcpt_options",
         "rcpt_tos",
+        "require_tls",
         "smtp_utf8",
     )
 
@@ -128,3 +146,4 @@ class Envelope:
         self.rcpt_options: list[str] = []
         self.dsn: MailDSN | None = None
         self.rcpt_dsn: list[RcptDSN] = []
+        self.require_tls = False

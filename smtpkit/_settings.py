@@ -83,6 +83,11 @@ EXTRA_NAMES = frozenset(
         "chunking",
         "dsn",
         "received_header",
+        "xclient_trusted_networks",
+        "xforward_trusted_networks",
+        "limits_extension",
+        "max_messages_per_session",
+        "requiretls",
     }
 )
 _CLASS_NAMES = tuple(sorted(EXTRA_NAMES))
@@ -111,6 +116,7 @@ _NUMBER_RULES: dict[str, tuple[_rules.Rule, bool, bool]] = {
     "line_length_limit": (_rules.AT_LEAST_ONE, True, False),
     "local_part_limit": (_rules.NOT_NEGATIVE, True, False),
     "tls_handshake_timeout": (_rules.SECONDS, False, False),
+    "max_messages_per_session": (_rules.NOT_NEGATIVE, True, True),
 }
 
 
@@ -151,6 +157,9 @@ class Settings:
     warnings: tuple[tuple[str, type[Warning]], ...]
     #: Objects whose identity is part of the cache key (kept alive with it).
     keep: tuple[Any, ...] = ()
+    #: ``xclient_trusted_networks`` and ``xforward_trusted_networks``, parsed.
+    xclient_networks: tuple[Any, ...] = ()
+    xforward_networks: tuple[Any, ...] = ()
 
 
 _Cache = dict[Hashable, Settings]
@@ -268,6 +277,8 @@ def _build(
         timeout=timeout,
         proxy_timeout=_proxy_timeout(given["proxy_protocol_timeout"]),
         trusted_networks=_networks(limits["proxy_trusted_networks"]),
+        xclient_networks=_networks(limits["xclient_trusted_networks"], "xclient"),
+        xforward_networks=_networks(limits["xforward_trusted_networks"], "xforward"),
         call_limits=_call_limits(given["command_call_limit"]),
         **_line_limits(limits, data_size_limit, given["enable_SMTPUTF8"]),
         tick=min(timeout, limits["data_rate_window"]) if limits["data_min_rate"] else timeout,
@@ -337,10 +348,20 @@ def _limits(cls: type, extras: dict[str, Any]) -> dict[str, Any]:
     for name, value in limits.items():
         if name in _NUMBER_RULES:
             limits[name] = _number(name, value)
-    for name in ("enhanced_status_codes", "chunking", "dsn", "received_header"):
+    for name in _SWITCHES:
         if not isinstance(limits[name], bool):
             raise TypeError(f"{name} = {limits[name]!r}: expected True or False")
     return limits
+
+
+_SWITCHES = (
+    "enhanced_status_codes",
+    "chunking",
+    "dsn",
+    "received_header",
+    "limits_extension",
+    "requiretls",
+)
 
 
 def _number(name: str, value: Any) -> Any:
@@ -388,11 +409,11 @@ def _call_limits(limit: Any) -> Mapping[str, int] | None:
     raise TypeError(f"{name} must be int or dict[str, int], not {type(limit).__name__}")
 
 
-def _networks(networks: Any) -> tuple[Any, ...]:
+def _networks(networks: Any, kind: str = "proxy") -> tuple[Any, ...]:
     """Parse the trusted networks: a bad one fails at construction, not per connection."""
     if isinstance(networks, str):
         raise TypeError(
-            f"proxy_trusted_networks must be a list of CIDR networks, not the string {networks!r}"
+            f"{kind}_trusted_networks must be a list of CIDR networks, not the string {networks!r}"
         )
     if not networks:
         return ()

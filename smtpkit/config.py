@@ -205,6 +205,21 @@ def _wrong_type(path: str, value: Any, expected: str) -> NoReturn:
     raise ConfigTypeError(f"{path} = {_shown(leaf, value)}: {expected}", path=path)
 
 
+def _check_networks(section: _Section, name: str) -> None:
+    """Raise a ConfigError naming ``section.name`` unless every item is a CIDR network."""
+    networks = getattr(section, name)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network)
+        except ValueError as exc:
+            path = section._prefix + name
+            raise ConfigError(
+                f"{path} = {networks!r}: expected CIDR networks such as "
+                f"'10.0.0.0/8' or '2001:db8::/32' ({exc})",
+                path=path,
+            ) from exc
+
+
 def _expect(section: _Section, name: str, ok: bool, expected: str) -> None:
     """Raise a ConfigError naming ``section.name``, its value and ``expected`` unless ``ok``."""
     if not ok:
@@ -332,9 +347,16 @@ class LimitsConfig(_Section):
         default=3,
         metadata={"doc": "Failed AUTH attempts tolerated before the connection is closed."},
     )
+    max_messages_per_session: int = field(
+        default=0,
+        metadata={
+            "doc": "Messages one session may send (advertised as LIMITS MAILMAX); after the "
+            "reply to the last, 421 4.7.0 and the connection closes; 0 = no limit."
+        },
+    )
 
     def _validate(self) -> None:
-        for name in ("data_size", "local_part", "data_min_rate"):
+        for name in ("data_size", "local_part", "data_min_rate", "max_messages_per_session"):
             _expect(self, name, getattr(self, name) >= 0, "an integer >= 0 (0 = no limit)")
         for name in ("line_length", "command_length", "max_unknown_commands", "max_auth_failures"):
             _expect(self, name, getattr(self, name) >= 1, "an integer >= 1")
@@ -670,6 +692,34 @@ class ServerConfig(_Section):
             "Mailbox and Proxy get (RFC 5321 §4.4)."
         },
     )
+    limits_extension: bool = field(
+        default=True,
+        metadata={
+            "doc": "Offer LIMITS RCPTMAX (and MAILMAX with limits.max_messages_per_session) "
+            "in the EHLO reply (RFC 9422)."
+        },
+    )
+    requiretls: bool = field(
+        default=True,
+        metadata={
+            "doc": "Offer REQUIRETLS inside TLS and accept MAIL's REQUIRETLS parameter there "
+            "(RFC 8689), on envelope.require_tls."
+        },
+    )
+    xclient_trusted_networks: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "doc": "CIDR networks whose clients (proxies) may send XCLIENT to name the real "
+            "client; empty = XCLIENT off."
+        },
+    )
+    xforward_trusted_networks: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "doc": "CIDR networks whose clients (relays) may send XFORWARD to name a message's "
+            "original client; empty = XFORWARD off."
+        },
+    )
     loop: Literal["asyncio", "uvloop"] = field(
         default="asyncio",
         metadata={"doc": "Event loop used by `smtpkit run` and App.serve()."},
@@ -712,6 +762,8 @@ class ServerConfig(_Section):
         for name in ("hostname", "ident"):
             _expect(self, name, getattr(self, name) != "", "a non-empty string, or None")
         _expect(self, "maildir", self.maildir != "", "a directory path")
+        for name in ("xclient_trusted_networks", "xforward_trusted_networks"):
+            _check_networks(self, name)
 
     @classmethod
     def load(
@@ -815,6 +867,11 @@ _SMTP_KWARGS: dict[str, str] = {
     "chunking": "chunking",
     "dsn": "dsn",
     "received_header": "received_header",
+    "limits_extension": "limits_extension",
+    "requiretls": "requiretls",
+    "xclient_trusted_networks": "xclient_trusted_networks",
+    "xforward_trusted_networks": "xforward_trusted_networks",
+    "max_messages_per_session": "limits.max_messages_per_session",
     "hostname": "hostname",
     "ident": "ident",
     "tls_context": "tls.context",

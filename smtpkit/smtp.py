@@ -8,6 +8,7 @@ It is put together from three layers, each in its own module:
   command loop), which feeds the I/O-free parsers in :mod:`smtpkit._grammar`
   and :mod:`smtpkit._data`;
 * :mod:`smtpkit._commands`: the ``smtp_<VERB>`` commands of RFC 5321/3207;
+* :mod:`smtpkit._xcommands`: XCLIENT, XFORWARD, LIMITS and REQUIRETLS;
 * :mod:`smtpkit.auth._command`: AUTH (RFC 4954) and its mechanisms.
 """
 
@@ -21,7 +22,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ._commands import Commands, TLSSetupException
+from ._commands import TLSSetupException
 from ._connection import ALLOWED_BEFORE_STARTTLS
 from ._limits import ConnectionLimiter
 from ._session import Envelope, Session
@@ -35,6 +36,7 @@ from ._settings import (
 )
 from ._syntax import syntax
 from ._version import __version__
+from ._xcommands import XCommands
 from .auth._command import (
     MISSING,
     AuthCallbackType,
@@ -100,7 +102,7 @@ def _current_loop() -> asyncio.AbstractEventLoop:
             return loop
 
 
-class SMTP(AuthCommands, Commands):
+class SMTP(AuthCommands, XCommands):
     """An SMTP server protocol: one instance per client connection.
 
     See the documentation of the constructor arguments in ``docs/smtp.md``.

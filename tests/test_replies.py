@@ -384,6 +384,30 @@ def walk_lmtp_and_routes(walk: Walk) -> None:
     s.say("Subject: hi\r\n\r\nhello\r\n.", "250 OK")
 
 
+def walk_extensions(walk: Walk) -> None:
+    """XCLIENT/XFORWARD, REQUIRETLS and the per-session message limit."""
+    running = walk.serve(
+        Hooks(),
+        xclient_trusted_networks=["127.0.0.1/32"],
+        xforward_trusted_networks=["192.0.2.0/24"],
+        requiretls=True,
+        max_messages_per_session=1,
+    )
+    s = walk.session(running)
+    s.greet()
+    s.say("XFORWARD ADDR=192.0.2.1", "550 5.7.0 Error: insufficient authorization")
+    s.say("MAIL FROM:<a@example.com> REQUIRETLS", "530 5.7.10 REQUIRETLS needs a TLS session")
+    s.say("MAIL FROM:<a@example.com>", "250 OK")
+    s.say("XCLIENT ADDR=192.0.2.7", "503 5.5.1 Error: MAIL transaction in progress")
+    s.say("RCPT TO:<b@example.com>", "250 OK")
+    s.say("DATA", "354 End data with <CR><LF>.<CR><LF>")
+    s.say(
+        "Subject: hi\r\n\r\nhello\r\n.",
+        "250 Message accepted for delivery",
+        f"421 4.7.0 {HOSTNAME} Error: too many messages in one session",
+    )
+
+
 WALK = [
     walk_commands,
     walk_other_commands,
@@ -393,6 +417,7 @@ WALK = [
     walk_limits,
     walk_timeouts,
     walk_lmtp_and_routes,
+    walk_extensions,
 ]
 
 

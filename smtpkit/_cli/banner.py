@@ -39,7 +39,22 @@ def extensions(protocol: SMTP, config: ServerConfig) -> str:
     offered_later = protocol.tls_context is not None and not config.tls.implicit
     if mechanisms and offered_later and not any(word.startswith("AUTH") for word in keywords):
         keywords.append(f"AUTH {' '.join(mechanisms)} (after STARTTLS)")
+    if offered_later and protocol.requiretls:
+        keywords.append("REQUIRETLS (after STARTTLS)")
+    keywords += _trusted_only(protocol)
     return ", ".join(keywords)
+
+
+def _trusted_only(protocol: SMTP) -> list[str]:
+    """XCLIENT and XFORWARD, offered only to the clients in their trusted networks."""
+    found = []
+    for verb, networks in (
+        ("XCLIENT", protocol._settings.xclient_networks),
+        ("XFORWARD", protocol._settings.xforward_networks),
+    ):
+        if networks:
+            found.append(f"{verb} (to {', '.join(map(str, networks))})")
+    return found
 
 
 def features(protocol: SMTP, config: ServerConfig) -> str:

@@ -94,6 +94,7 @@ def test_start_up_says_where_and_what(start: Start, tmp_path: Path) -> None:
         "ENHANCEDSTATUSCODES",
         "CHUNKING",
         "BINARYMIME",
+        "LIMITS RCPTMAX=1000",
     ]
 
 

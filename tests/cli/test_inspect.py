@@ -118,7 +118,7 @@ def test_routes_lists_every_registration(shop: Path) -> None:
         """
     ).format(
         extensions="SIZE 33554432, 8BITMIME, DSN, PIPELINING, ENHANCEDSTATUSCODES, CHUNKING, "
-        "BINARYMIME"
+        "BINARYMIME, LIMITS RCPTMAX=1000"
     )
 
 
