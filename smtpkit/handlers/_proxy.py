@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,30 @@ class _BinaryRefused(Exception):
     """A binary message, and an upstream without CHUNKING and BINARYMIME (RFC 3030 §3)."""
 
 
+class _RequireTLSRefused(Exception):
+    """A REQUIRETLS message, and an upstream without STARTTLS or REQUIRETLS (RFC 8689 §4.2)."""
+
+
+def _start_required_tls(
+    client: smtplib.SMTP, hostname: str, context: ssl.SSLContext | None
+) -> None:
+    """Start TLS upstream and check it offers REQUIRETLS there, or raise _RequireTLSRefused.
+
+    The upstream's certificate is verified (``context``, or the system's
+    trusted authorities): RFC 8689 §4.2.1 wants a verified server.
+    """
+    client.ehlo_or_helo_if_needed()
+    if not client.has_extn("starttls"):
+        raise _RequireTLSRefused("STARTTLS")
+    # smtplib checks the certificate against the host given to its
+    # constructor only; this client was built without one, then connected.
+    client._host = hostname  # type: ignore[attr-defined]
+    client.starttls(context=context or ssl.create_default_context())
+    client.ehlo()
+    if not client.has_extn("requiretls"):
+        raise _RequireTLSRefused("REQUIRETLS")
+
+
 def _bdat_last(client: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
     """Send the whole message as one ``BDAT <size> LAST`` chunk (smtplib has no BDAT)."""
     client.putcmd("BDAT", f"{len(data)} LAST")
@@ -153,6 +178,12 @@ class Proxy:
     only to an upstream that offers CHUNKING and BINARYMIME; any other gets
     nothing and the client ``554 5.6.3``.
 
+    A message that came with MAIL's ``REQUIRETLS`` (RFC 8689,
+    ``envelope.require_tls``) goes upstream only over STARTTLS, with the
+    upstream's certificate verified, and only to an upstream that offers
+    REQUIRETLS after STARTTLS (the parameter is passed on); any other gets
+    nothing and the client ``550 5.7.30``.
+
     Replies: ``250 OK`` when the upstream took the message for at least one
     recipient (refused recipients are logged); ``451 4.4.0 ...`` when the
     upstream could not be reached or deferred the message; ``554 5.0.0 ...``
@@ -165,6 +196,8 @@ class Proxy:
         timeout: seconds to wait for the upstream on each network operation.
         received_header: put the ``Received:`` field in front (the default);
             it is also left out when the server's ``received_header`` is off.
+        tls_context: the client context STARTTLS to the upstream uses (for
+            REQUIRETLS messages); None = the system's trusted authorities.
     """
 
     def __init__(
@@ -174,6 +207,7 @@ class Proxy:
         *,
         timeout: float = 60.0,
         received_header: bool = True,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         if not isinstance(received_header, bool):
             raise TypeError(f"received_header = {received_header!r}: expected True or False")
@@ -181,6 +215,7 @@ class Proxy:
         self._port = remote_port
         self._timeout = timeout
         self.received_header = received_header
+        self._tls_context = tls_context
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Relay the message and reply with the outcome.
@@ -207,6 +242,9 @@ class Proxy:
                 str(local_name),
                 _DSNParams.of(envelope),
             )
+        except _RequireTLSRefused as missing:
+            log.warning("Proxy: the relay host lacks %s for a REQUIRETLS message", missing)
+            return "550 5.7.30 REQUIRETLS support required: the relay host does not offer it"
         except _BinaryRefused:
             log.warning("Proxy: the relay host does not take binary messages (BINARYMIME)")
             return "554 5.6.3 The relay host cannot take a binary (BINARYMIME) message"
@@ -224,6 +262,8 @@ class Proxy:
         wants_utf8 = any(o.upper() == "SMTPUTF8" for o in envelope.mail_options)
         if envelope.smtp_utf8 or wants_utf8:
             options.append("SMTPUTF8")
+        if getattr(envelope, "require_tls", False):
+            options.append("REQUIRETLS")
         return options
 
     def _deliver(
@@ -246,6 +286,8 @@ class Proxy:
         client = smtplib.SMTP(local_hostname=local_hostname, timeout=self._timeout)
         try:
             client.connect(self._hostname, self._port)
+            if "REQUIRETLS" in mail_options:
+                _start_required_tls(client, self._hostname, self._tls_context)
             return _send(client, mail_from, rcpt_tos, data, mail_options, dsn)
         except smtplib.SMTPRecipientsRefused as error:
             log.warning("Proxy: the relay host refused every recipient: %s", error.recipients)
