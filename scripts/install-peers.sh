@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the real SMTP peers the interoperability tests talk to: swaks, openssl,
 # haproxy, and Postfix (for smtp-source/smtp-sink), and the browser the capture UI
-# tests drive (Chromium and chromedriver). Uses Debian's packages; does
+# tests drive (Chromium and chromedriver), nginx's mail proxy, Prometheus, and
+# Exim (unpacked by fetch-exim.sh). Uses Debian's packages; does
 # nothing for a tool that is already there. Without root or apt-get it only reports.
 set -euo pipefail
 
@@ -19,6 +20,9 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy
 # nginx's mail proxy, in front of smtpkit for the XCLIENT tests.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_mail_module.so ] || need+=(libnginx-mod-mail)
+
+# A real Prometheus scrapes smtpkit run --http in the metrics test.
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 
 # Exim cannot be installed beside Postfix: it is unpacked into a folder of its own.
 bash "$(dirname "$0")/fetch-exim.sh"

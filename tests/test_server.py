@@ -116,7 +116,8 @@ def test_app_run_serves_like_smtpkit_run(tmp_path: Path) -> None:
     assert out.splitlines() == ["delivered bob", "run returned"]
     assert "INFO smtpkit.cli: smtpkit " in err and "serving App 'app'" in err
     assert f"INFO smtpkit.cli: listening on 127.0.0.1:{port}\n" in err
-    assert "INFO smtpkit.cli: extensions: SIZE 33554432, 8BITMIME, PIPELINING" in err
+    # The same banner as smtpkit run: the extensions the App's configuration offers.
+    assert "INFO smtpkit.cli: extensions: SIZE 33554432, 8BITMIME, DSN, PIPELINING, " in err
     assert "SIGTERM received: no new connections" in err
     assert err.rstrip().endswith("INFO smtpkit.cli: stopped")
 
