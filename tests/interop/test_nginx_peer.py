@@ -26,6 +26,8 @@ pytestmark = pytest.mark.interop
 MESSAGE = b"From: sender@client.test\r\nTo: rcpt@dest.test\r\nSubject: via nginx\r\n\r\nHello.\r\n"
 #: The XCLIENT line nginx 1.22 sends for a client on 127.0.0.1 (no resolver, no login).
 NGINX_XCLIENT = f"XCLIENT ADDR={HOST} NAME=[UNAVAILABLE]"
+#: A second loopback address for the client, so that it differs from nginx's.
+CLIENT = "127.0.0.2"
 
 
 class Proxies(list[Nginx]):
@@ -96,3 +98,39 @@ def test_nginx_sends_xclient_before_the_clients_ehlo(proxies: Proxies) -> None:
     assert record.commands[:3] == ["EHLO nginx.test", NGINX_XCLIENT, "EHLO client.example"]
     assert record.verbs[3:6] == ["MAIL", "RCPT", "DATA"]
     assert record.messages == [MESSAGE]
+
+
+def test_nginx_xclient_gives_smtpkit_the_clients_address(proxies: Proxies) -> None:
+    # The client connects from 127.0.0.2, nginx from 127.0.0.1: only nginx is trusted.
+    recorder = Recorder()
+    with (
+        serving(recorder, xclient_trusted_networks=[f"{HOST}/32"]) as server,
+        nginx_in_front_of(server.port, proxies, xclient=True),
+        smtplib.SMTP(HOST, proxies[0].port, timeout=10, source_address=(CLIENT, 0)) as client,
+    ):
+        client.ehlo("client.example")
+        assert client.sendmail("sender@client.test", ["rcpt@dest.test"], MESSAGE) == {}
+        wait_for(lambda: bool(recorder.messages), "the message in smtpkit")
+    session, envelope = recorder.messages[0]
+    assert session.peer[0] == CLIENT
+    assert session.connected_peer[0] == HOST
+    assert str(session.xclient.addr) == CLIENT
+    # nginx greets again with the client's own EHLO name after XCLIENT.
+    assert session.host_name == "client.example"
+    assert envelope.original_content == MESSAGE
+
+
+def test_nginx_xclient_from_an_untrusted_proxy_is_refused(proxies: Proxies) -> None:
+    # nginx sends XCLIENT whatever the EHLO reply says; smtpkit refuses it
+    # (550 5.7.0) and nginx passes the refusal on: nothing is delivered.
+    recorder = Recorder()
+    with (
+        serving(recorder, xclient_trusted_networks=["192.0.2.0/24"]) as server,
+        nginx_in_front_of(server.port, proxies, xclient=True),
+        smtplib.SMTP(HOST, proxies[0].port, timeout=10, source_address=(CLIENT, 0)) as client,
+    ):
+        client.ehlo("client.example")
+        with pytest.raises(smtplib.SMTPException) as refused:
+            client.sendmail("sender@client.test", ["rcpt@dest.test"], MESSAGE)
+    assert "5.7.0 Error: insufficient authorization" in str(refused.value)
+    assert recorder.messages == []
