@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import smtplib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from smtpkit._received import received_header
 from smtpkit.smtp import Envelope, Session
 
 from . import HOST, Recorder, ServerThread, serving, wait_for
@@ -186,3 +188,56 @@ def test_postfix_sends_xforward_with_the_original_client(
     assert attributes["PROTO"] == "ESMTP"
     assert attributes["SOURCE"] == "LOCAL"
     assert record.verbs.index("XFORWARD") < record.verbs.index("MAIL")
+
+
+#: The client's own loopback address, so that it differs from Postfix's.
+CLIENT = "127.0.0.2"
+
+
+class Forwarded:
+    """Keeps, per message, what XFORWARD said and the Received field smtpkit writes."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, str, bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        field = received_header(session, envelope, hostname="mx.test")
+        self.seen.append((session.xforward, field, envelope.original_content or b""))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def trusting() -> Iterator[tuple[ServerThread, Forwarded]]:
+    """smtpkit taking XFORWARD from 127.0.0.1 (where Postfix's smtp client connects from)."""
+    handler = Forwarded()
+    with serving(handler, xforward_trusted_networks=[f"{HOST}/32"]) as server:
+        yield server, handler
+
+
+@pytest.fixture(scope="module")
+def relay_to_trusting(trusting: tuple[ServerThread, Forwarded]) -> Iterator[Postfix]:
+    yield from _relay(trusting[0].port, xforward=True)
+
+
+def test_postfix_xforward_attributes_arrive_in_smtpkit(
+    relay_to_trusting: Postfix, trusting: tuple[ServerThread, Forwarded]
+) -> None:
+    port = relay_to_trusting.port
+    with smtplib.SMTP(HOST, port, timeout=10, source_address=(CLIENT, 0)) as client:
+        client.ehlo("laptop.example")
+        client.sendmail("sender@client.test", ["rcpt@remote.test"], message("xforward in"))
+    handler = trusting[1]
+    wait_for(lambda: bool(handler.seen), "the message in smtpkit", limit=30)
+    [(forwarded, field, content)] = handler.seen
+    assert b"Subject: xforward in" in content
+    assert forwarded is not None
+    assert str(forwarded.addr) == CLIENT
+    assert isinstance(forwarded.port, int)
+    assert forwarded.helo == "laptop.example"
+    assert forwarded.proto == "ESMTP"
+    # REMOTE: 127.0.0.2 is not one of Postfix's own interface addresses.
+    assert forwarded.source == "REMOTE"
+    assert isinstance(forwarded.ident, str) and forwarded.ident
+    # smtpkit's Received field names the original client, not Postfix.
+    assert field.startswith("Received: from laptop.example ("), field
+    assert f"[{CLIENT}]) by mx.test" in " ".join(field.split())
