@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import smtplib
 from collections.abc import Callable
 from email.message import EmailMessage
@@ -324,3 +325,19 @@ def _version() -> str:
     from smtpkit._version import __version__
 
     return __version__
+
+
+def test_the_logs_name_the_client_xclient_names(
+    server: ServerFactory, raw: Callable[..., RawClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    running = server(Seen(), xclient_trusted_networks=LOOPBACK, command_call_limit={"NOOP": 1})
+    client = raw(running.port)
+    _ehlo(client)
+    with caplog.at_level(logging.INFO, logger="smtpkit.smtp"):
+        assert client.command("XCLIENT ADDR=198.51.100.7 PORT=4567").startswith("220 ")
+        assert client.command("NOOP").startswith("250")
+        assert client.command("NOOP").startswith("421")
+        assert client.closed()
+    assert "XCLIENT: the client is now ('198.51.100.7', 4567)" in caplog.text
+    # Later log lines of the session name the new client, not the proxy.
+    assert "('198.51.100.7', 4567) sent NOOP too many times" in caplog.text
