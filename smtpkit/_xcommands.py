@@ -95,10 +95,12 @@ class XCommands(Commands):
 
     def _check_mail_params(self, options: list[str]) -> None:
         assert self.envelope is not None
-        if self.requiretls and "REQUIRETLS" in options:
-            if not self._tls_active:
-                raise SMTPReplyError(replies.REQUIRETLS_NEEDS_TLS)
-            self.envelope.require_tls = True
+        wanted = self.requiretls and "REQUIRETLS" in options
+        if wanted and not self._tls_active:
+            raise SMTPReplyError(replies.REQUIRETLS_NEEDS_TLS)
+        # Set either way: a MAIL refused after this leaves no stale value.
+        self.envelope.require_tls = wanted
+        if wanted:
             options = [option for option in options if option != "REQUIRETLS"]
         super()._check_mail_params(options)
 

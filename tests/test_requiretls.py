@@ -168,3 +168,17 @@ def test_proxy_relays_other_messages_as_before(
     [envelope] = upstream.envelopes
     assert envelope.require_tls is False
     assert upstream.sessions[0].ssl is None
+
+
+def test_a_refused_mail_leaves_no_requirement_behind(
+    server: ServerFactory, certs: tuple[ssl.SSLContext, ssl.SSLContext]
+) -> None:
+    server_context, client_context = certs
+    recorder = Recorder()
+    running = server(recorder, tls_context=server_context, requiretls=True, data_size_limit=1000)
+    with _client(running.port, client_context) as client:
+        code, _ = client.mail("a@example.com", ["REQUIRETLS", "SIZE=5000"])
+        assert code == 552
+        client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
+    [envelope] = recorder.envelopes
+    assert envelope.require_tls is False
