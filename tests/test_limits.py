@@ -518,7 +518,7 @@ def test_limits_from_server_config(server: Any, raw: Raw) -> None:
             local_part=10,
             max_unknown_commands=2,
             timeout=30.0,
-        )
+        ),
     )
     running = server(config=config)
     client = raw(running.port)
