@@ -104,20 +104,41 @@ run_other_version() {
     fi
 }
 
-prepare_venv .venv "$python"
-main_version=$(version_of .venv/bin/python)
+main_version=$(version_of "$python") || {
+    echo "test.sh: cannot run $python" >&2
+    exit 1
+}
 others=()
 declare -A interpreters=()
 for version in "${SUPPORTED[@]}"; do
     [ "$version" = "$main_version" ] && continue
     if interpreter=$(find_python "$version"); then
-        prepare_venv ".venv-$version" "$interpreter"
-        rm -f ".venv-$version/pytest.status"
         others+=("$version")
         interpreters[$version]=$interpreter
     fi
 done
+# The virtualenvs of the other versions are prepared at the same time as the main
+# one and the peers (mostly waiting on downloads and disk), each with its own log.
+prepare_pids=()
+for version in "${others[@]}"; do
+    mkdir -p ".venv-$version"
+    rm -f ".venv-$version/pytest.status"
+    prepare_venv ".venv-$version" "${interpreters[$version]}" \
+        >".venv-$version.prepare.log" 2>&1 &
+    prepare_pids+=($!)
+done
+prepare_venv .venv "$python"
 bash scripts/install-peers.sh
+for index in "${!prepare_pids[@]}"; do
+    version=${others[$index]}
+    if ! wait "${prepare_pids[$index]}"; then
+        cat ".venv-$version.prepare.log" >&2
+        echo "test.sh: could not prepare .venv-$version" >&2
+        exit 1
+    fi
+    cat ".venv-$version.prepare.log"
+    rm -f ".venv-$version.prepare.log"
+done
 
 # The other versions run at the same time as the main run: the tests mostly wait
 # on sockets and timers, so the runs share the cores well.
