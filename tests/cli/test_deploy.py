@@ -79,6 +79,8 @@ def test_unit_parses_and_runs_without_root() -> None:
     assert service["CapabilityBoundingSet"] == "CAP_NET_BIND_SERVICE"
     # SIGTERM to the supervisor only; it drains its workers itself.
     assert (service["KillSignal"], service["KillMode"]) == ("SIGTERM", "mixed")
+    # systemctl reload: SIGHUP to the supervisor, a rolling restart of the workers.
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert parsed["Install"]["WantedBy"] == "multi-user.target"
 
 
