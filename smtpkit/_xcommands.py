@@ -106,6 +106,10 @@ class XCommands(Commands):
 
     async def _send_data_replies(self, status: Any, recipients: int) -> None:
         await super()._send_data_replies(status, recipients)
+        await self._count_message()
+
+    async def _count_message(self) -> None:
+        """Count a message whose replies are sent; past MAILMAX, end the session."""
         limit = self.max_messages_per_session
         if not limit:
             return

@@ -65,6 +65,8 @@ class LMTP(SMTP):
         # (RFC 3030 §4.1) they follow the LAST chunk, every other chunk has one.
         for reply in _per_recipient(status, recipients):
             await self._push_hook_reply(reply, "handle_DATA")
+        # LIMITS MAILMAX (RFC 9422) counts LMTP messages as SMTP's.
+        await self._count_message()
 
 
 def _per_recipient(status: Any, recipients: int) -> Sequence[Reply | str | bytes]:

@@ -9,6 +9,7 @@ import pytest
 from conftest import HOST, RawClient, Recorder, ServerFactory
 
 from smtpkit.config import LimitsConfig, ServerConfig
+from smtpkit.lmtp import LMTP
 from smtpkit.smtp import SMTP
 
 MESSAGE = "Subject: hi\r\n\r\nhello\r\n"
@@ -113,3 +114,16 @@ def test_bad_limits_are_refused() -> None:
         SMTP(Recorder(), limits_extension=1)
     with pytest.raises(ValueError, match=r"limits\.max_messages_per_session = -2"):
         LimitsConfig(max_messages_per_session=-2)
+
+
+def test_lmtp_counts_messages_too(server: ServerFactory, raw: Callable[..., RawClient]) -> None:
+    recorder = Recorder()
+    running = server(recorder, cls=LMTP, limits_extension=True, max_messages_per_session=2)
+    client = raw(running.port)
+    client.send("LHLO client.example\r\n")
+    assert "250-LIMITS RCPTMAX=1000 MAILMAX=2" in client.reply()
+    assert _message(client) == ["250 OK"]  # one reply per recipient: one recipient
+    assert _message(client) == ["250 OK"]
+    assert client.line() == "421 4.7.0 smtp.example.test Error: too many messages in one session"
+    assert client.closed()
+    assert len(recorder.envelopes) == 2
