@@ -1,11 +1,14 @@
 """The I/O-free parsers must stay I/O-free: they import no asyncio, socket or ssl.
 
 Each module is imported in a fresh interpreter, which then reports which of
-the I/O modules the import pulled in.
+the I/O modules the import pulled in. Inside a package, where importing any
+module runs the package's ``__init__`` first, the import statements are read
+instead.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -45,6 +48,19 @@ PURE_MODULES = [
 BOTTOM_MODULES = ["smtpkit._constants", "smtpkit._rules"]
 # Importing any smtpkit module imports the package (whose names load lazily) and its version.
 ALWAYS_IMPORTED = {"smtpkit", "smtpkit._version"}
+
+# The config package, in layers: each module imports only the modules before it.
+CONFIG_LAYERS = [
+    "smtpkit.config._base",
+    "smtpkit.config._bridge",
+    "smtpkit.config._sections",
+    "smtpkit.config._loading",
+    "smtpkit.config._server",
+    "smtpkit.config",
+]
+# What the config package may import from the rest of smtpkit: the rate store's protocol, for
+# the type of rate_limits.store. Never the protocol, the App or the CLI, which build on config.
+CONFIG_OUTSIDE = {"smtpkit.ratelimit"}
 
 SCRIPT = """
 import importlib, json, sys
@@ -116,3 +132,46 @@ def test_the_io_shell_imports_nothing_of_auth() -> None:
 
 def test_the_check_can_see_auth_imports() -> None:
     assert "smtpkit.auth._command" in imported_smtpkit_modules("smtpkit.smtp")
+
+
+def smtpkit_imports(module: str) -> set[str]:
+    """The smtpkit modules that ``module``'s import statements name (relative ones resolved)."""
+    path = ROOT.joinpath(*module.split("."))
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    named = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            named.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            if node.module is None:  # from . import name
+                named.update(f"{base}.{alias.name}" for alias in node.names)
+            else:
+                named.add(".".join(filter(None, [base, node.module])))
+    return {name for name in named if name.split(".")[0] == "smtpkit"}
+
+
+def test_the_config_layers_are_every_module_of_the_package() -> None:
+    files = sorted((ROOT / "smtpkit" / "config").glob("*.py"))
+    found = {"smtpkit.config." + file.stem for file in files if file.stem != "__init__"}
+    assert found | {"smtpkit.config"} == set(CONFIG_LAYERS)
+
+
+@pytest.mark.parametrize("module", CONFIG_LAYERS)
+def test_a_config_module_imports_only_the_layers_before_it(module: str) -> None:
+    below = set(CONFIG_LAYERS[: CONFIG_LAYERS.index(module)])
+    assert smtpkit_imports(module) - below - CONFIG_OUTSIDE == set()
+
+
+def test_the_config_check_can_see_relative_imports() -> None:
+    assert smtpkit_imports("smtpkit.config._sections") == {
+        "smtpkit.config._base",
+        "smtpkit.ratelimit",
+    }
+
+
+def test_the_config_package_imports_only_itself_and_the_rate_store() -> None:
+    found = imported_smtpkit_modules("smtpkit.config")
+    assert set(CONFIG_LAYERS) <= found
+    assert found - set(CONFIG_LAYERS) - CONFIG_OUTSIDE - ALWAYS_IMPORTED == set()
