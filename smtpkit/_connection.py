@@ -341,7 +341,12 @@ class Connection(asyncio.StreamReaderProtocol):
 
     def _greet(self) -> None:
         # RFC 2034 §3: the greeting carries no enhanced code.
-        greeting = replies.GREETING.fill(hostname=self.hostname, ident=self.__ident__)
+        settings = self._settings
+        hostname, ident = self.hostname, self.__ident__
+        if hostname is settings.hostname and ident is settings.ident:
+            greeting = settings.greeting  # filled once for all the connections
+        else:  # changed on this connection
+            greeting = replies.GREETING.fill(hostname=hostname, ident=ident)
         self._write_now(greeting)
 
     def data_received(self, data: bytes) -> None:

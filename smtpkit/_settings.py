@@ -36,6 +36,7 @@ from typing import Any
 from . import _rules
 from ._commands import check_ehlo_hook
 from ._constants import AUTH_LINE_LIMIT
+from ._replies import GREETING, Reply
 from ._version import __version__
 from .auth._command import _Mechanism, _offered, login_always_fail
 
@@ -91,13 +92,6 @@ EXTRA_NAMES = frozenset(
     }
 )
 _CLASS_NAMES = tuple(sorted(EXTRA_NAMES))
-# The keywords whose type settings_for puts in the cache key, at these indexes.
-assert [KEYWORDS[i] for i in (0, 7, 12, 14)] == [
-    "data_size_limit",
-    "timeout",
-    "command_call_limit",
-    "proxy_protocol_timeout",
-]
 _class_values = operator.attrgetter(*_CLASS_NAMES)
 
 _INT = "an integer"
@@ -126,6 +120,8 @@ class Settings:
 
     hostname: str
     ident: str
+    #: The greeting of ``hostname`` and ``ident`` (filled once, not per connection).
+    greeting: Reply
     data_size_limit: int | None
     enable_SMTPUTF8: bool
     decode_data: bool
@@ -192,13 +188,14 @@ def settings_for(
     """
     if "handle_EHLO" in getattr(handler, "__dict__", ()):
         check_ehlo_hook(handler)  # set on the instance: the class says nothing
-    # Equal numbers of another type (1, 1.0, True) must not share settings:
-    # the type-checked keywords' types are part of the key.
+    # Equal values of another type (1, 1.0, True) must not share settings:
+    # one is refused or kept as given where the other is not. Each value is
+    # keyed with its type (containers' items too, see _hashable).
     key: Hashable = (
         type(handler),
         id(config),
         values,
-        (type(values[0]), type(values[7]), type(values[12]), type(values[14])),
+        tuple(map(type, values)),
         _class_values(cls),
         (tuple(extras.items()), tuple(map(type, extras.values()))) if extras else (),
     )
@@ -266,9 +263,11 @@ def _build(
     if tls_context is not None:
         _warn_tls_context(tls_context)
     auth, auth_warnings = _auth(cls, handler, given)
+    hostname, ident = given["hostname"] or _fqdn(), given["ident"] or IDENT
     return Settings(
-        hostname=given["hostname"] or _fqdn(),
-        ident=given["ident"] or IDENT,
+        hostname=hostname,
+        ident=ident,
+        greeting=GREETING.fill(hostname=hostname, ident=ident),
         data_size_limit=data_size_limit,
         enable_SMTPUTF8=given["enable_SMTPUTF8"],
         decode_data=given["decode_data"],
