@@ -92,6 +92,18 @@ EXTRA_NAMES = frozenset(
     }
 )
 _CLASS_NAMES = tuple(sorted(EXTRA_NAMES))
+# The keywords whose values may be numbers (settings_for keys them by type too).
+assert [KEYWORDS[i] for i in (0, 1, 2, 6, 7, 8, 9, 12, 14)] == [
+    "data_size_limit",
+    "enable_SMTPUTF8",
+    "decode_data",
+    "require_starttls",
+    "timeout",
+    "auth_required",
+    "auth_require_tls",
+    "command_call_limit",
+    "proxy_protocol_timeout",
+]
 _class_values = operator.attrgetter(*_CLASS_NAMES)
 
 _INT = "an integer"
@@ -189,13 +201,25 @@ def settings_for(
     if "handle_EHLO" in getattr(handler, "__dict__", ()):
         check_ehlo_hook(handler)  # set on the instance: the class says nothing
     # Equal values of another type (1, 1.0, True) must not share settings:
-    # one is refused or kept as given where the other is not. Each value is
-    # keyed with its type (containers' items too, see _hashable).
+    # one is refused or kept as given where the other is not. The values that
+    # may be numbers are keyed with their type (containers' items too, see
+    # _hashable); the others are names, objects or None.
+    v = values
     key: Hashable = (
         type(handler),
         id(config),
-        values,
-        tuple(map(type, values)),
+        v,
+        (
+            type(v[0]),
+            type(v[1]),
+            type(v[2]),
+            type(v[6]),
+            type(v[7]),
+            type(v[8]),
+            type(v[9]),
+            type(v[12]),
+            type(v[14]),
+        ),
         _class_values(cls),
         (tuple(extras.items()), tuple(map(type, extras.values()))) if extras else (),
     )
