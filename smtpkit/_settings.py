@@ -36,6 +36,7 @@ from typing import Any
 from . import _rules
 from ._commands import check_ehlo_hook
 from ._constants import AUTH_LINE_LIMIT
+from ._replies import GREETING, Reply
 from ._version import __version__
 from .auth._command import _Mechanism, _offered, login_always_fail
 
@@ -91,10 +92,15 @@ EXTRA_NAMES = frozenset(
     }
 )
 _CLASS_NAMES = tuple(sorted(EXTRA_NAMES))
-# The keywords whose type settings_for puts in the cache key, at these indexes.
-assert [KEYWORDS[i] for i in (0, 7, 12, 14)] == [
+# The keywords whose values may be numbers (settings_for keys them by type too).
+assert [KEYWORDS[i] for i in (0, 1, 2, 6, 7, 8, 9, 12, 14)] == [
     "data_size_limit",
+    "enable_SMTPUTF8",
+    "decode_data",
+    "require_starttls",
     "timeout",
+    "auth_required",
+    "auth_require_tls",
     "command_call_limit",
     "proxy_protocol_timeout",
 ]
@@ -126,6 +132,8 @@ class Settings:
 
     hostname: str
     ident: str
+    #: The greeting of ``hostname`` and ``ident`` (filled once, not per connection).
+    greeting: Reply
     data_size_limit: int | None
     enable_SMTPUTF8: bool
     decode_data: bool
@@ -192,13 +200,26 @@ def settings_for(
     """
     if "handle_EHLO" in getattr(handler, "__dict__", ()):
         check_ehlo_hook(handler)  # set on the instance: the class says nothing
-    # Equal numbers of another type (1, 1.0, True) must not share settings:
-    # the type-checked keywords' types are part of the key.
+    # Equal values of another type (1, 1.0, True) must not share settings:
+    # one is refused or kept as given where the other is not. The values that
+    # may be numbers are keyed with their type (containers' items too, see
+    # _hashable); the others are names, objects or None.
+    v = values
     key: Hashable = (
         type(handler),
         id(config),
-        values,
-        (type(values[0]), type(values[7]), type(values[12]), type(values[14])),
+        v,
+        (
+            type(v[0]),
+            type(v[1]),
+            type(v[2]),
+            type(v[6]),
+            type(v[7]),
+            type(v[8]),
+            type(v[9]),
+            type(v[12]),
+            type(v[14]),
+        ),
         _class_values(cls),
         (tuple(extras.items()), tuple(map(type, extras.values()))) if extras else (),
     )
@@ -266,9 +287,11 @@ def _build(
     if tls_context is not None:
         _warn_tls_context(tls_context)
     auth, auth_warnings = _auth(cls, handler, given)
+    hostname, ident = given["hostname"] or _fqdn(), given["ident"] or IDENT
     return Settings(
-        hostname=given["hostname"] or _fqdn(),
-        ident=given["ident"] or IDENT,
+        hostname=hostname,
+        ident=ident,
+        greeting=GREETING.fill(hostname=hostname, ident=ident),
         data_size_limit=data_size_limit,
         enable_SMTPUTF8=given["enable_SMTPUTF8"],
         decode_data=given["decode_data"],

@@ -302,3 +302,102 @@ def test_no_warning_is_given_per_connection_of_an_app() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         asyncio.run(main())
+
+
+# -- Equal values of another type are keyed apart ---------------------------------------
+
+# (keyword, a value the rules accept, an equal value of another type they refuse)
+EQUAL_BUT_REFUSED = [
+    ("enhanced_status_codes", True, 1),
+    ("chunking", False, 0),
+    ("dsn", True, 1.0),
+    ("max_recipients", 1000, 1000.0),
+    ("line_length_limit", 1, True),
+    ("data_size_limit", 1, True),
+    ("data_size_limit", 1, 1.0),
+    ("timeout", 1, True),
+    ("command_call_limit", 1, True),
+    ("proxy_protocol_timeout", 5, 5 + 0j),
+]
+
+
+@pytest.mark.parametrize(("keyword", "accepted", "refused"), EQUAL_BUT_REFUSED)
+def test_a_cached_value_does_not_let_an_equal_one_of_another_type_through(
+    loop: asyncio.AbstractEventLoop, keyword: str, accepted: Any, refused: Any
+) -> None:
+    assert accepted == refused and hash(accepted) == hash(refused)
+    SMTP(Sink(), loop=loop, **{keyword: accepted})
+    with pytest.raises(TypeError, match=f"^{keyword} "):
+        SMTP(Sink(), loop=loop, **{keyword: refused})
+
+
+def test_a_value_of_another_type_in_a_table_is_still_checked(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    SMTP(Sink(), loop=loop, command_call_limit={"MAIL": 1})
+    with pytest.raises(TypeError, match="command_call_limit values must be int"):
+        SMTP(Sink(), loop=loop, command_call_limit={"MAIL": True})
+
+
+@pytest.mark.parametrize("keyword", ["enable_SMTPUTF8", "decode_data", "auth_required"])
+def test_a_switch_keeps_the_value_it_was_given(
+    loop: asyncio.AbstractEventLoop, keyword: str
+) -> None:
+    attribute = {"decode_data": "_decode_data", "auth_required": "_auth_required"}.get(
+        keyword, keyword
+    )
+    values = [True, 1, 1.0, True]
+    built = [getattr(SMTP(Sink(), loop=loop, **{keyword: value}), attribute) for value in values]
+    assert [type(value) for value in built] == [bool, int, float, bool]
+
+
+# -- The greeting is filled once per settings object ------------------------------------
+
+
+def test_connections_share_the_greeting_of_their_settings(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    first = SMTP(Sink(), loop=loop, hostname="greet.test", ident="Kit 1")
+    second = SMTP(Sink(), loop=loop, hostname="greet.test", ident="Kit 1")
+    assert first._settings.greeting is second._settings.greeting
+    assert first._settings.greeting.format() == "220 greet.test Kit 1"
+
+
+class _Written(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = b""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def write(self, data: Any) -> None:
+        self.data += bytes(data)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("hostname", "ident", "greeting"),
+    [
+        (None, None, b"220 greet.test Kit 1\r\n"),
+        ("changed.test", None, b"220 changed.test Kit 1\r\n"),
+        (None, "Kit 2", b"220 greet.test Kit 2\r\n"),
+    ],
+)
+def test_the_greeting_follows_a_name_changed_on_the_connection(
+    hostname: str | None, ident: str | None, greeting: bytes
+) -> None:
+    async def main() -> bytes:
+        server = SMTP(Sink(), hostname="greet.test", ident="Kit 1")
+        if hostname is not None:
+            server.hostname = hostname
+        if ident is not None:
+            server.__ident__ = ident
+        transport = _Written()
+        server.connection_made(transport)
+        server.connection_lost(None)
+        return transport.data
+
+    assert asyncio.run(main()) == greeting
