@@ -32,13 +32,20 @@ class Clock:
         loop: the event loop the connections run on.
     """
 
-    __slots__ = ("__weakref__", "_handle", "_interval", "_loop", "_members")
+    __slots__ = ("__weakref__", "_handle", "_interval", "_loop_ref", "_members")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weakly: the clocks are kept by loop in a weak dictionary, and a value
+        # that held its key would keep every loop that ever had a connection.
+        self._loop_ref = weakref.ref(loop)
         self._members: set[Ticking] = set()
         self._handle: asyncio.TimerHandle | None = None
         self._interval = MAX_INTERVAL
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop of this clock; None once it has been collected."""
+        return self._loop_ref()
 
     def add(self, member: Ticking, interval: float) -> None:
         """Start sweeping ``member``, at least every ``interval`` seconds."""
@@ -49,7 +56,9 @@ class Clock:
                 self._handle.cancel()
                 self._handle = None
         if self._handle is None:
-            self._handle = self._loop.call_later(self._interval, self._sweep)
+            loop = self._loop_ref()
+            if loop is not None:
+                self._handle = loop.call_later(self._interval, self._sweep)
 
     def discard(self, member: Ticking) -> None:
         """Stop sweeping ``member``; stop the clock when nobody is left."""
@@ -64,12 +73,15 @@ class Clock:
 
     def _sweep(self) -> None:
         self._handle = None
-        now = self._loop.time()
+        loop = self._loop_ref()
+        if loop is None:
+            return
+        now = loop.time()
         # A connection may close (and leave the set) during its own tick.
         for member in tuple(self._members):
             member._on_tick(now)
         if self._members:
-            self._handle = self._loop.call_later(self._interval, self._sweep)
+            self._handle = loop.call_later(self._interval, self._sweep)
 
 
 _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clock] = weakref.WeakKeyDictionary()

@@ -92,7 +92,7 @@ def _clock_of(loop: asyncio.AbstractEventLoop) -> Clock:
     """The clock of ``loop`` (see :func:`smtpkit._clock.clock_for`)."""
     if _last_clock:
         clock = _last_clock[0]()
-        if clock is not None and clock._loop is loop:
+        if clock is not None and clock._loop_ref() is loop:
             return clock
     clock = clock_for(loop)
     _last_clock[:] = [weakref.ref(clock)]
