@@ -1108,6 +1108,22 @@ class Connection(asyncio.StreamReaderProtocol):
                 return
         if len(data) >= _FAIR_SHARE and not self._reading_paused:
             # A fast upload must not starve other connections: uvloop reads
-            # a busy socket many times in one turn of the loop. Skip a turn.
+            # a busy socket many times in one turn of the loop. Skip a turn
+            # for every _FAIR_SHARE bytes of this read (a read may bring
+            # 256 KiB), so that each busy upload gets about that much decoded
+            # per turn and a short command on another connection waits for
+            # little.
             self._pause_reading()
-            self.loop.call_soon(self._resume_reading)
+            turns = len(data) // _FAIR_SHARE
+            loop = self.loop
+
+            def skip() -> None:
+                nonlocal turns
+                turns -= 1
+                if turns:
+                    loop.call_soon(skip)
+                elif not (transfer.streaming and transfer.pending > _STREAM_HIGH):
+                    # Over the mark, the DATA_CHUNK hook resumes reading itself.
+                    self._resume_reading()
+
+            loop.call_soon(skip)

@@ -10,9 +10,12 @@ front of it by the client ("dot-stuffing"); the receiver removes it.
 
 The decoder works on whole chunks with ``bytes.find`` and ``bytes.replace``
 rather than line by line, so a 100 MB message costs a handful of C-level
-passes. The message is treated as if preceded by a virtual ``CRLF``: that makes
-an empty message (``.CRLF`` straight after ``354``) and a stuffed dot on the
-first line fall out of the same rule as every other line.
+passes. Both the end marker and a stuffed dot contain a period: a segment
+without one (base64 attachments have none) is searched once, with
+``memchr``, and copied as it is. The message is treated as if preceded by a
+virtual ``CRLF``: that makes an empty message (``.CRLF`` straight after
+``354``) and a stuffed dot on the first line fall out of the same rule as
+every other line.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = ["LINE_TOO_LONG", "TOO_MUCH_DATA", "DataDecoder"]
 END_OF_DATA = b"\r\n.\r\n"
 _STUFFED = b"\r\n."
 _UNSTUFFED = b"\r\n"
+_PERIOD = b"."
 _CR = 13
 
 #: Reply when a text line is longer than ``line_length_limit`` (aiosmtpd's text).
@@ -95,9 +99,17 @@ class DataDecoder:
             raise RuntimeError("DataDecoder.feed() called after the end of data")
         tail = self._tail
         work = tail + data
-        end = work.find(END_OF_DATA)
+        # The end marker and a stuffed dot both have a period; memchr finds
+        # the first one. ``stuffed`` is the first "CRLF ." (it may be the
+        # end marker's), or -1.
+        period = work.find(_PERIOD)
+        if period < 0:
+            stuffed = end = -1
+        else:
+            stuffed = work.find(_STUFFED, period - 2 if period > 2 else 0)
+            end = -1 if stuffed < 0 else work.find(END_OF_DATA, stuffed)
         if end >= 0:
-            self._emit(work, end + 2)
+            self._emit(work, end + 2, stuffed)
             self.done = True
             self._tail = b""
             return end + 5 - len(tail)
@@ -111,7 +123,7 @@ class DataDecoder:
         if cut <= self._skip:
             self._tail = work
             return -1
-        self._emit(work, cut)
+        self._emit(work, cut, stuffed)
         self._tail = work[cut:]
         return -1
 
@@ -129,7 +141,7 @@ class DataDecoder:
         """Number of decoded bytes waiting in :attr:`chunks`."""
         return sum(map(len, self.chunks))
 
-    def _emit(self, work: bytes, stop: int) -> None:
+    def _emit(self, work: bytes, stop: int, stuffed: int) -> None:
         skip = self._skip
         self._skip = 0
         size_before = self.size
@@ -149,9 +161,13 @@ class DataDecoder:
         if too_long:
             self._fail(LINE_TOO_LONG)
             return
-        segment = work[:stop].replace(_STUFFED, _UNSTUFFED)
-        if skip:
-            segment = segment[skip:]
+        if 0 <= stuffed <= stop - 3:
+            segment = work[:stop].replace(_STUFFED, _UNSTUFFED)
+            if skip:
+                segment = segment[skip:]
+        else:
+            # No "CRLF ." before ``stop``: nothing to un-stuff.
+            segment = work[skip:stop]
         if segment:
             self.chunks.append(segment)
 
