@@ -63,7 +63,7 @@ _INPUT_HIGH = 256 * 1024
 _INPUT_LOW = 64 * 1024
 _OUTPUT_FLUSH = 64 * 1024
 _STREAM_HIGH = 1024 * 1024
-# A DATA read this large makes the connection wait one turn of the loop.
+# A DATA read makes the connection wait a turn of the loop per this many bytes.
 _FAIR_SHARE = 64 * 1024
 # The command loop yields to the loop after this many lines: a client that
 # pipelines thousands of commands gets a turn like any other, not all of them.
