@@ -14,7 +14,7 @@ from typing import Any
 from . import _bdat as bdat
 from . import _replies as replies
 from ._bdat import ChunkDecoder, ChunkedMessage, parse_bdat
-from ._connection import Connection, _ssl_info
+from ._connection import Connection, _Coroutine, _ssl_info
 from ._constants import MISSING
 from ._dsn import (
     MAIL_KEYWORDS,
@@ -334,7 +334,9 @@ class Commands(Connection):
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
-        if await self.check_helo_needed() or await self.check_auth_needed("MAIL"):
+        if not self._may_go_on() and (
+            await self.check_helo_needed() or await self.check_auth_needed("MAIL")
+        ):
             return
         assert self.envelope is not None
         address, options, raw = self._path_and_params("FROM:", arg, allow_null=True)
@@ -342,13 +344,22 @@ class Commands(Connection):
             raise SMTPReplyError(replies.NESTED_MAIL)
         self._check_mail_params(options)
         dsn = self._mail_dsn(raw)
-        status = await self._call_handler_hook("MAIL", address, options)
+        # The hook is called here, not through _call_handler_hook: no coroutine
+        # when there is none, or when it is a plain function.
+        hook = self._hook("MAIL")
+        status: Any = MISSING
+        if hook is not None:
+            status = hook(self, self.session, self.envelope, address, options)
+            if type(status) is _Coroutine or inspect.isawaitable(status):
+                status = await status
         if status is MISSING:
             self.envelope.mail_from = address
             self.envelope.mail_options.extend(options)
         if self.envelope.mail_from:  # accepted, here or by the hook
             self.envelope.dsn = dsn
-        await self._hook_or_default(status, replies.OK, "handle_MAIL")
+        self._queue_status(status, replies.OK, "handle_MAIL")
+        if self._write_paused:
+            await self._drain()
 
     def _mail_dsn(self, raw: list[str]) -> MailDSN | None:
         """MAIL's RET and ENVID (None when DSN is off or neither was given).
@@ -411,7 +422,9 @@ class Commands(Connection):
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str | None) -> None:
-        if await self.check_helo_needed() or await self.check_auth_needed("RCPT"):
+        if not self._may_go_on() and (
+            await self.check_helo_needed() or await self.check_auth_needed("RCPT")
+        ):
             return
         assert self.envelope is not None
         if not self.envelope.mail_from:
@@ -420,14 +433,21 @@ class Commands(Connection):
         dsn = self._rcpt_dsn(options, raw)
         if len(self.envelope.rcpt_tos) >= self.max_recipients:
             raise SMTPReplyError(replies.TOO_MANY_RECIPIENTS)
-        status = await self._call_handler_hook("RCPT", address, options)
+        hook = self._hook("RCPT")
+        status: Any = MISSING
+        if hook is not None:
+            status = hook(self, self.session, self.envelope, address, options)
+            if type(status) is _Coroutine or inspect.isawaitable(status):
+                status = await status
         if status is MISSING:
             self.envelope.rcpt_tos.append(address)
             self.envelope.rcpt_options.extend(options)
         # rcpt_dsn stays parallel to rcpt_tos, also when the hook added the recipient.
         envelope = self.envelope
         envelope.rcpt_dsn.extend([dsn] * (len(envelope.rcpt_tos) - len(envelope.rcpt_dsn)))
-        await self._hook_or_default(status, replies.OK, "handle_RCPT")
+        self._queue_status(status, replies.OK, "handle_RCPT")
+        if self._write_paused:
+            await self._drain()
 
     @syntax("RSET")
     async def smtp_RSET(self, arg: str | None) -> None:
@@ -447,7 +467,9 @@ class Commands(Connection):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+        if not self._may_go_on() and (
+            await self.check_helo_needed() or await self.check_auth_needed("DATA")
+        ):
             return
         assert self.envelope is not None
         refusal = self._data_refusal()
@@ -460,7 +482,9 @@ class Commands(Connection):
         if arg:
             await self._push(replies.DATA_SYNTAX)
             return
-        await self._push(replies.START_DATA)
+        self._queue(replies.START_DATA.wire[self.enhanced_status_codes])
+        if self._write_paused:
+            await self._drain()
         recipients = len(self.envelope.rcpt_tos)
         try:
             status = await self._receive_data()
@@ -480,14 +504,22 @@ class Commands(Connection):
         if not isinstance(status, (str, bytes, Reply)):
             log.error("handle_DATA returned %r; expected a reply string", status)
             status = replies.INTERNAL_ERROR
-        await self._push_hook_reply(status, "handle_DATA")
+        self._queue_hook_reply(status, "handle_DATA")
+        if self._write_paused:
+            await self._drain()
 
     async def _hook_or_default(self, status: Any, default: Reply, source: str) -> None:
         """Reply with what the hook ``source`` returned, or ``default`` without a hook."""
+        self._queue_status(status, default, source)
+        if self._write_paused:
+            await self._drain()
+
+    def _queue_status(self, status: Any, default: Reply, source: str) -> None:
+        """The queueing half of :meth:`_hook_or_default` (the caller drains)."""
         if status is MISSING:
-            await self._push(default)
+            self._queue(default.wire[self.enhanced_status_codes])
         else:
-            await self._push_hook_reply(status, source)
+            self._queue_hook_reply(status, source)
 
     async def _receive_data(self) -> Reply | str | None:
         """Read the message into the envelope; return an error reply or None."""
@@ -585,8 +617,11 @@ class Commands(Connection):
 
     async def _deliver(self) -> Any:
         """Give the received message to the handler; return the DATA reply."""
-        if self._hook("DATA") is not None:
-            status = await self._call_handler_hook("DATA")
+        hook = self._hook("DATA")
+        if hook is not None:
+            status = hook(self, self.session, self.envelope)
+            if type(status) is _Coroutine or inspect.isawaitable(status):
+                status = await status
             return replies.OK if status is MISSING else status
         process = getattr(self.event_handler, "process_message", None)
         if process is None:

@@ -32,6 +32,7 @@ import inspect
 import logging
 import ssl
 import sys
+import types
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, AnyStr
@@ -82,6 +83,28 @@ _VERB_ATTRIBUTES: dict[str, str] = {}
 
 
 _NOT_COUNTED = object()
+# "handle_<NAME>" for the hooks the server calls: built once, not per call.
+_HOOK_ATTRIBUTES = {
+    name: "handle_" + name
+    for name in [
+        "HELO",
+        "EHLO",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "DATA_CHUNK",
+        "DATA_ABORT",
+        "RSET",
+        "NOOP",
+        "QUIT",
+        "VRFY",
+        "AUTH",
+        "PROXY",
+        "STARTTLS",
+    ]
+}
+# What an ``async def`` returns: tested first, before inspect.isawaitable.
+_Coroutine = types.CoroutineType
 
 # The clock found last: the connections of a server share one loop, and the
 # look-up by loop (a weak dictionary) costs more than checking that it is the same.
@@ -545,13 +568,17 @@ class Connection(asyncio.StreamReaderProtocol):
         ``enhanced_status_codes`` on, a line without an enhanced code gets
         the default one for its code, unless ``exempt`` (HELO/EHLO replies).
         """
+        self._queue_hook_reply(status, source, exempt)
+        if self._write_paused:
+            await self._drain()
+
+    def _queue_hook_reply(self, status: object, source: str, exempt: bool = False) -> None:
+        """The queueing half of :meth:`_push_hook_reply` (the caller drains)."""
         if type(status) is Reply:
             self._queue(status.wire[self.enhanced_status_codes])
         else:
             for line in self._checked_lines(status, source, exempt):
                 self._queue(self._raw(line))
-        if self._write_paused:
-            await self._drain()
 
     def _checked_lines(self, status: object, source: str, exempt: bool) -> list[str | bytes]:
         try:
@@ -838,7 +865,7 @@ class Connection(asyncio.StreamReaderProtocol):
     async def _run(self) -> None:
         turn = _LINES_PER_TURN
         try:
-            while not self._closing:
+            while self._phase is not _CLOSING:
                 if self._write_paused:
                     await self._drain()
                 line = self._next_line(self._settings.read_limit)
@@ -850,7 +877,16 @@ class Connection(asyncio.StreamReaderProtocol):
                     command = self._parse(line)
                     if command is not None:
                         self._running = True
-                        await self._execute(*command)
+                        # The command runs here rather than in a coroutine of its
+                        # own: one coroutine less for every command.
+                        self._last_activity = self.loop.time()
+                        method, arg = command
+                        try:
+                            await method(arg)
+                        except SMTPReplyError:
+                            raise  # a refusal: sent below
+                        except Exception as error:
+                            await self._command_failed(error)
                 except SMTPReplyError as refusal:
                     self._refuse(refusal.reply)
                 self._running = False
@@ -930,18 +966,13 @@ class Connection(asyncio.StreamReaderProtocol):
             # RFC 5321 §3.8: a 421 reply means the server closes.
             self._close()
 
-    async def _execute(self, method: Callable[..., Awaitable[None]], arg: str | None) -> None:
-        self._last_activity = self.loop.time()
-        try:
-            await method(arg)
-        except SMTPReplyError:
-            raise  # a refusal: the command loop sends its reply
-        except Exception as error:
-            if isinstance(error, ConnectionError) and self._connection_gone():
-                raise
-            # A ConnectionError from a hook (its database refused, its socket
-            # broke) says nothing about the client, which is still waiting.
-            await self._push_hook_reply(await self.handle_exception(error), "handle_exception")
+    async def _command_failed(self, error: Exception) -> None:
+        """Answer a command that raised ``error`` (re-raised when the client is gone)."""
+        if isinstance(error, ConnectionError) and self._connection_gone():
+            raise error
+        # A ConnectionError from a hook (its database refused, its socket
+        # broke) says nothing about the client, which is still waiting.
+        await self._push_hook_reply(await self.handle_exception(error), "handle_exception")
 
     def _connection_gone(self) -> bool:
         """Whether the client's connection is closed or closing (not just an error)."""
@@ -1052,7 +1083,10 @@ class Connection(asyncio.StreamReaderProtocol):
     # Handler hooks
 
     def _hook(self, name: str) -> Callable[..., Any] | None:
-        hook: Callable[..., Any] | None = getattr(self.event_handler, "handle_" + name, None)
+        attribute = _HOOK_ATTRIBUTES.get(name)
+        if attribute is None:
+            attribute = "handle_" + name
+        hook: Callable[..., Any] | None = getattr(self.event_handler, attribute, None)
         return hook
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
@@ -1060,7 +1094,7 @@ class Connection(asyncio.StreamReaderProtocol):
         if hook is None:
             return MISSING
         status = hook(self, self.session, self.envelope, *args)
-        if inspect.isawaitable(status):
+        if type(status) is _Coroutine or inspect.isawaitable(status):
             status = await status
         return status
 
@@ -1079,6 +1113,22 @@ class Connection(asyncio.StreamReaderProtocol):
             await self._push(replies.AUTH_REQUIRED)
             return True
         return False
+
+    def _may_go_on(self) -> bool:
+        """Whether the built-in HELO and AUTH checks both pass, so neither need be awaited.
+
+        True only when ``check_helo_needed`` and ``check_auth_needed`` are the
+        ones above (not overridden, LMTP's, or patched) and would return
+        False; otherwise the command awaits them, and they reply as ever.
+        """
+        session = self.session
+        return (
+            session is not None
+            and bool(session.host_name)
+            and (not self._auth_required or bool(session.authenticated))
+            and getattr(self.check_helo_needed, "__func__", None) is _CHECK_HELO
+            and getattr(self.check_auth_needed, "__func__", None) is _CHECK_AUTH
+        )
 
     def _begin_transfer(self, transfer: Transfer) -> None:
         """Hand the client's next bytes to ``transfer`` until the end of the message."""
@@ -1127,3 +1177,7 @@ class Connection(asyncio.StreamReaderProtocol):
                     self._resume_reading()
 
             loop.call_soon(skip)
+
+
+_CHECK_HELO = Connection.check_helo_needed
+_CHECK_AUTH = Connection.check_auth_needed
