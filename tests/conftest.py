@@ -411,9 +411,13 @@ def raw() -> Iterator[Callable[..., RawClient]]:
 
 
 #: Long-running tests whose outcome does not depend on the Python version (executed
-#: docs, load and timing runs, examples, worker and reload processes, mypy): marked
-#: ``slow``, so scripts/test.sh runs them on the main Python only.
+#: docs, load and timing runs, examples, worker and reload processes, mypy, the
+#: benchmark's own harness, the capture UI's page tests and the subprocess-heavy CLI
+#: target tests): marked ``slow``, so scripts/test.sh runs them on the main Python only.
 SLOW = (
+    "bench/",
+    "capture/",
+    "cli/test_targets.py",
     "docs/",
     "reliability/",
     "browser/",

@@ -21,6 +21,8 @@ from . import HOST, in_ci
 PATIENCE = 90.0
 MESSAGE = "From: anne@example.test\r\nSubject: scraped\r\n\r\nHello.\r\n"
 
+pytestmark = pytest.mark.interop
+
 
 @pytest.fixture
 def prometheus_binary() -> str:
