@@ -138,11 +138,12 @@ class Server:
 def smtpkit_importable(compiled: bool = False) -> tuple[bool, str]:
     """Whether the project's interpreter can import smtpkit's server modules, and why not.
 
-    With ``compiled``, from :data:`MYPYC_DIR`, whose protocol core must be compiled.
+    With ``compiled``, from :data:`MYPYC_DIR`, whose DATA decoder (compiled in every
+    build) must be an extension module.
     """
     code = "import smtpkit.smtp, smtpkit.handlers"
     if compiled:
-        code += "; assert smtpkit.smtp.__file__.endswith('.so'), 'not compiled'"
+        code += "; import smtpkit._data as m; assert m.__file__.endswith('.so'), 'not compiled'"
     result = subprocess.run(
         [paths.project_python(), "-c", code],
         capture_output=True,
