@@ -252,7 +252,7 @@ def measure(args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
 def mypyc_section(run: dict[str, Any]) -> str | None:
     """The compiled build next to smtpkit, the ceiling and smtp-sink, if it was measured."""
     results, loops = run["results"], run["loops"]
-    if "smtpkit-mypyc" not in run["servers"]:
+    if "smtpkit-mypyc" not in run.get("servers", ()):
         return None
     loads = []
     if "throughput" in results:
