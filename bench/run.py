@@ -5,6 +5,8 @@
     python bench/run.py --quick         # a short smoke run, about 5 minutes
     python bench/run.py --only throughput,stall --rounds 5
     python bench/run.py --write-docs    # also rewrite the results in docs/performance.md
+    python bench/run.py --only cpu,throughput,pipelined \
+        --servers smtpkit,smtpkit-mypyc,ceiling,smtp-sink   # with the mypyc build too
 
 See bench/README.md for what each section measures and what the columns mean.
 """
@@ -47,6 +49,7 @@ from harness import (
     throughput,
     tls,
 )
+from harness import servers as server_procs
 from harness.context import (
     FULL,
     LOOPS,
@@ -57,7 +60,13 @@ from harness.context import (
     pick_cpus,
     with_rounds,
 )
+from harness.figures import rate, rate_ratio
 from harness.servers import smtpkit_importable
+from harness.tables import num, table, times
+
+#: Servers measured only when named in --servers: smtpkit imported from the tree that
+#: bench/mypyc/build.py compiles with mypyc (--mypyc-dir).
+EXTRA_SERVERS = ("smtpkit-mypyc",)
 
 RUNNERS: dict[str, Callable[[Context], Any]] = {
     "throughput": throughput.run,
@@ -100,9 +109,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--servers",
-        type=_choices(SERVERS, "--servers"),
+        type=_choices(SERVERS + EXTRA_SERVERS, "--servers"),
         default=SERVERS,
-        help=f"servers to measure, comma-separated (default: {','.join(SERVERS)})",
+        help=f"servers to measure, comma-separated (default: {','.join(SERVERS)}; "
+        "also smtpkit-mypyc, the build of bench/mypyc/build.py)",
+    )
+    parser.add_argument(
+        "--mypyc-dir",
+        type=Path,
+        default=server_procs.MYPYC_DIR,
+        metavar="DIR",
+        help=f"where smtpkit-mypyc imports smtpkit from (default: {server_procs.MYPYC_DIR})",
     )
     parser.add_argument(
         "--loops",
@@ -155,16 +172,20 @@ def choose_servers(requested: tuple[str, ...], notes: list[str]) -> tuple[str, .
     Raises:
         SystemExit: If nothing is left to measure.
     """
-    if "smtpkit" not in requested:
-        return requested
-    importable, why = smtpkit_importable()
-    if importable:
-        return requested
-    notes.append(
-        f"smtpkit was not measured: `import smtpkit.smtp, smtpkit.handlers` failed ({why})."
-    )
-    print(f"run.py: {notes[-1]}", file=sys.stderr)
-    left = tuple(server for server in requested if server != "smtpkit")
+    left = requested
+    for name, compiled in (("smtpkit", False), ("smtpkit-mypyc", True)):
+        if name not in left:
+            continue
+        importable, why = smtpkit_importable(compiled)
+        if importable:
+            continue
+        where = f" from {server_procs.MYPYC_DIR}" if compiled else ""
+        notes.append(
+            f"{name} was not measured: `import smtpkit.smtp, smtpkit.handlers`{where} "
+            f"failed ({why})."
+        )
+        print(f"run.py: {notes[-1]}", file=sys.stderr)
+        left = tuple(server for server in left if server != name)
     if not left:
         raise SystemExit("run.py: nothing to measure")
     return left
@@ -177,6 +198,7 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def measure(args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
     """Run the selected sections and return the run record (what results/*.json holds)."""
     settings = with_rounds(QUICK if args.quick else FULL, args.rounds)
+    server_procs.MYPYC_DIR = args.mypyc_dir.resolve()
     ensure_tools(not args.no_setup)
     servers = choose_servers(args.servers, notes)
     paths.RESULTS_DIR.mkdir(exist_ok=True)
@@ -227,6 +249,47 @@ def measure(args: argparse.Namespace, notes: list[str]) -> dict[str, Any]:
     }
 
 
+def mypyc_section(run: dict[str, Any]) -> str | None:
+    """The compiled build next to smtpkit, the ceiling and smtp-sink, if it was measured."""
+    results, loops = run["results"], run["loops"]
+    if "smtpkit-mypyc" not in run.get("servers", ()):
+        return None
+    loads = []
+    if "throughput" in results:
+        loads.append(("smtp-source, reuse (msg/s)", results["throughput"].get("reuse", {}), 0))
+    if "pipelined" in results:
+        loads.append(("pipelined (msg/s)", results["pipelined"], 0))
+    for load, by_label in results.get("cpu", {}).items():
+        loads.append((f"{load} (CPU µs/msg)", by_label, 1))
+    rows = []
+    for what, by_label, digits in loads:
+        for loop in loops:
+            kit, fast, ceiling = f"smtpkit/{loop}", f"smtpkit-mypyc/{loop}", f"ceiling/{loop}"
+            labels = (kit, fast, ceiling, "smtp-sink")
+            # A rate's ratio is "how many times as fast"; for CPU time it is inverted.
+            ratios = [(fast, kit), (fast, ceiling), (fast, "smtp-sink")]
+            if digits:
+                ratios = [(base, fast) for fast, base in ratios]
+            rows.append(
+                [what, loop]
+                + [num(rate(by_label, label), digits) for label in labels]
+                + [times(rate_ratio(by_label, a, b)) for a, b in ratios]
+            )
+    if not rows:
+        return None
+    header = ["load", "loop", "smtpkit", "smtpkit-mypyc", "ceiling", "smtp-sink"]
+    header += ["mypyc ÷ smtpkit", "mypyc ÷ ceiling", "mypyc ÷ smtp-sink"]
+    return "\n\n".join(
+        [
+            "### The mypyc build (bench/mypyc)",
+            "Rates, and the server's CPU time per message. The ratios say how many "
+            "times as fast the compiled build is (for CPU time: the other server's "
+            "time over the build's).",
+            table(header, rows),
+        ]
+    )
+
+
 def main(argv: list[str]) -> int:
     """Measure (or load a saved run), save it, print the report, optionally update the docs."""
     args = parse_args(argv)
@@ -239,6 +302,9 @@ def main(argv: list[str]) -> int:
         saved.write_text(json.dumps(run, indent=1))
         print(f"run.py: raw results in {saved}", file=sys.stderr)
     text = report.render(run)
+    compiled = mypyc_section(run)
+    if compiled is not None:
+        text += "\n\n" + compiled
     print(text)
     if args.write_docs:
         complete = set(SECTIONS) <= set(run["results"])

@@ -40,10 +40,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def variants(ctx: Context) -> list[Variant]:
-    """smtpkit (Sink and App), aiosmtpd, the ceiling on each loop, then smtp-sink."""
+    """smtpkit (Sink, the compiled build when asked for, App), aiosmtpd, the ceiling, smtp-sink."""
     chosen = []
     for loop in ctx.loops:
-        for server, handler in (("smtpkit", "sink"), ("smtpkit", "app"), ("aiosmtpd", "sink")):
+        for server, handler in (
+            ("smtpkit", "sink"),
+            ("smtpkit-mypyc", "sink"),
+            ("smtpkit", "app"),
+            ("aiosmtpd", "sink"),
+        ):
             if server in ctx.servers:
                 chosen.append(Variant(server, loop, handler))
         if "ceiling" in ctx.servers:

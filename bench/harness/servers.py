@@ -22,9 +22,14 @@ def free_port() -> int:
         return port
 
 
+#: Where ``smtpkit-mypyc`` imports smtpkit from: a tree built by bench/mypyc/build.py.
+MYPYC_DIR = paths.BENCH_DIR / "results" / "mypyc-build"
+
 #: (interpreter, script) of each Python server; the App is smtpkit with handler "app".
+#: ``smtpkit-mypyc`` is the same server with smtpkit imported from :data:`MYPYC_DIR`.
 _SCRIPTS = {
     "smtpkit": (paths.project_python, "smtpkit_server.py"),
+    "smtpkit-mypyc": (paths.project_python, "smtpkit_server.py"),
     "aiosmtpd": (paths.peers_python, "aiosmtpd_server.py"),
     "ceiling": (paths.project_python, "ceiling_server.py"),
 }
@@ -97,7 +102,11 @@ class Server:
             self._proc = procs.spawn(_sink_argv(ctx, self.port), cpu=ctx.server_cpu, log=ctx.log)
             _wait_banner(self.port, self._proc, READY_TIMEOUT)
             return
-        env = {"PYTHONPATH": str(paths.REPO_DIR)} if variant.server == "smtpkit" else {}
+        env = {}
+        if variant.server == "smtpkit":
+            env = {"PYTHONPATH": str(paths.REPO_DIR)}
+        elif variant.server == "smtpkit-mypyc":
+            env = {"PYTHONPATH": str(MYPYC_DIR)}
         argv = _python_argv(variant, ctx)
         self._proc = procs.spawn(argv, cpu=ctx.server_cpu, log=ctx.log, env=env)
         line = procs.read_line(self._proc, READY_TIMEOUT, variant.label)
@@ -126,13 +135,22 @@ class Server:
             self._proc = None
 
 
-def smtpkit_importable() -> tuple[bool, str]:
-    """Whether the project's interpreter can import smtpkit's server modules, and why not."""
+def smtpkit_importable(compiled: bool = False) -> tuple[bool, str]:
+    """Whether the project's interpreter can import smtpkit's server modules, and why not.
+
+    With ``compiled``, from :data:`MYPYC_DIR`, whose DATA decoder (compiled in every
+    build) must be an extension module.
+    """
+    code = "import smtpkit.smtp, smtpkit.handlers"
+    if compiled:
+        code += "; import smtpkit._data as m; assert m.__file__.endswith('.so'), 'not compiled'"
     result = subprocess.run(
-        [paths.project_python(), "-c", "import smtpkit.smtp, smtpkit.handlers"],
+        [paths.project_python(), "-c", code],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHONPATH=str(paths.REPO_DIR)),
+        env=dict(os.environ, PYTHONPATH=str(MYPYC_DIR if compiled else paths.REPO_DIR)),
+        # "python -c" looks in the current directory first: not the checkout's smtpkit.
+        cwd=MYPYC_DIR if compiled else None,
         timeout=60,
         check=False,
     )
