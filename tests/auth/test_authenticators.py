@@ -118,6 +118,18 @@ SALT, DIGEST = GOOD.split("$")[4:]
         ("scrypt$1024$8$1$" + SALT + "$\u00e9", "hash: expected standard base64"),
         ("scrypt$1024$8$1$" + SALT + "$AAAA", "hash: expected at least 16 bytes, got 3"),
     ],
+    # Named, not shown: the salt is random, and the test ids must be the same each run.
+    ids=[
+        "scheme",
+        "fields",
+        "n-text",
+        "r-negative",
+        "n-not-power",
+        "salt-not-base64",
+        "salt-empty",
+        "hash-not-ascii",
+        "hash-short",
+    ],
 )
 def test_verify_refuses_malformed_hash(encoded: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -281,6 +293,7 @@ def test_file_keeps_last_good_users_when_broken(
             "user 'alice': hash: expected at least 16 bytes, got 3",
         ),
     ],
+    ids=["no-colon", "plain-password", "empty-name", "space-in-name", "twice", "short-hash"],
 )
 def test_file_malformed_line_names_file_and_line(
     tmp_path: Path, content: str, line: int, problem: str
