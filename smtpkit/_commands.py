@@ -9,7 +9,7 @@ import logging
 import ssl
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from . import _bdat as bdat
 from . import _replies as replies
@@ -182,7 +182,7 @@ class Commands(Connection):
         assert old is not None
         try:
             new = await self.loop.start_tls(
-                old,
+                cast("asyncio.WriteTransport", old),  # the stubs of 3.11+ ask for one
                 self,
                 self.tls_context,
                 server_side=True,
