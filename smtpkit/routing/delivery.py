@@ -17,10 +17,10 @@ Before the routes see it, the message gets a ``Received:`` trace field
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import secrets
+import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -241,8 +241,14 @@ def message_body(
     """
     if getattr(server, "received_header", True) is False:
         return content
-    now = datetime.now(timezone.utc)
-    return MessageContent(functools.partial(with_received, server, session, envelope, content, now))
+    # The time now, as datetime.now(timezone.utc) reads it; the datetime is
+    # made with the field.
+    stamp = time.time()
+    return MessageContent(
+        lambda: with_received(
+            server, session, envelope, content, datetime.fromtimestamp(stamp, timezone.utc)
+        )
+    )
 
 
 def with_received(
