@@ -300,12 +300,13 @@ class Commands(Connection):
 
     def _path_and_params(
         self, keyword: str, arg: str | None, *, allow_null: bool
-    ) -> tuple[str, list[str], list[str]]:
+    ) -> tuple[str, list[str], list[str], dict[str, str | bool]]:
         """Parse ``FROM:<path> params`` / ``TO:<path> params``.
 
         Returns:
-            ``(address, options, raw)``: the options upper-cased, and as sent
-            (ENVID and ORCPT keep their case; a duplicate shows only there).
+            ``(address, options, raw, params)``: the options upper-cased, and
+            as sent (ENVID and ORCPT keep their case; a duplicate shows only
+            there), and the upper-cased options by keyword.
 
         Raises:
             SMTPReplyError: the argument does not parse.
@@ -327,10 +328,13 @@ class Commands(Connection):
             raise SMTPReplyError(replies.known(error.reply)) from None
         if not address or (params and not extended):
             raise SMTPReplyError(syntax_error)
+        if not params:
+            return address, [], [], {}
         options = params.upper().split()
-        if parse_params(options) is None:
+        parsed = parse_params(options)
+        if parsed is None:
             raise SMTPReplyError(syntax_error)
-        return address, options, params.split()
+        return address, options, params.split(), parsed
 
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
@@ -339,10 +343,10 @@ class Commands(Connection):
         ):
             return
         assert self.envelope is not None
-        address, options, raw = self._path_and_params("FROM:", arg, allow_null=True)
+        address, options, raw, params = self._path_and_params("FROM:", arg, allow_null=True)
         if self.envelope.mail_from:
             raise SMTPReplyError(replies.NESTED_MAIL)
-        self._check_mail_params(options)
+        self._check_mail_params(options, params)
         dsn = self._mail_dsn(raw)
         # The hook is called here, not through _call_handler_hook: no coroutine
         # when there is none, or when it is a plain function.
@@ -367,7 +371,7 @@ class Commands(Connection):
         Raises:
             DSNError: a malformed or repeated DSN parameter (501 5.5.4).
         """
-        if not self.dsn:
+        if not self.dsn or not raw:
             return None
         found = parse_mail_dsn(raw)
         return found if found.ret is not None or found.envid is not None else None
@@ -385,15 +389,22 @@ class Commands(Connection):
             raise SMTPReplyError(replies.RCPT_PARAMETERS)
         return parse_rcpt_dsn(raw)
 
-    def _check_mail_params(self, options: list[str]) -> None:
+    def _check_mail_params(self, options: list[str], params: dict[str, str | bool]) -> None:
         """Validate MAIL's ESMTP parameters.
+
+        ``params`` is ``options`` by keyword, as ``parse_params`` gives them; the
+        checks take from it what they read.
 
         Raises:
             SMTPReplyError: a parameter is malformed, not allowed or unknown.
         """
         assert self.session is not None and self.envelope is not None
-        params = parse_params(options)
-        assert params is not None
+        if not params:
+            # No parameters: what the checks below come to for none.
+            if not self._decode_data:
+                self.envelope.body_type = "7BIT"
+            self.envelope.smtp_utf8 = False
+            return
         if self.chunking and params.get("BODY") == "BINARYMIME":
             # RFC 3030 §3; decode_data or not, binary content stays bytes.
             self.envelope.body_type = str(params.pop("BODY"))
@@ -429,7 +440,7 @@ class Commands(Connection):
         assert self.envelope is not None
         if not self.envelope.mail_from:
             raise SMTPReplyError(replies.NEED_MAIL)
-        address, options, raw = self._path_and_params("TO:", arg, allow_null=False)
+        address, options, raw, _ = self._path_and_params("TO:", arg, allow_null=False)
         dsn = self._rcpt_dsn(options, raw)
         if len(self.envelope.rcpt_tos) >= self.max_recipients:
             raise SMTPReplyError(replies.TOO_MANY_RECIPIENTS)

@@ -27,6 +27,7 @@ from typing import Any
 
 from . import _replies as replies
 from ._commands import Commands
+from ._grammar import parse_params
 from ._replies import SMTPReplyError
 from ._syntax import syntax
 from ._xclient import (
@@ -93,7 +94,7 @@ class XCommands(Commands):
         if self.session is not None and self.session.xforward is not None:
             self.session.xforward = None
 
-    def _check_mail_params(self, options: list[str]) -> None:
+    def _check_mail_params(self, options: list[str], params: dict[str, str | bool]) -> None:
         assert self.envelope is not None
         wanted = self.requiretls and "REQUIRETLS" in options
         if wanted and not self._tls_active:
@@ -102,11 +103,15 @@ class XCommands(Commands):
         self.envelope.require_tls = wanted
         if wanted:
             options = [option for option in options if option != "REQUIRETLS"]
-        super()._check_mail_params(options)
+            parsed = parse_params(options)
+            assert parsed is not None
+            params = parsed
+        super()._check_mail_params(options, params)
 
     async def _send_data_replies(self, status: Any, recipients: int) -> None:
         await super()._send_data_replies(status, recipients)
-        await self._count_message()
+        if self.max_messages_per_session:
+            await self._count_message()
 
     async def _count_message(self) -> None:
         """Count a message whose replies are sent; past MAILMAX, end the session."""

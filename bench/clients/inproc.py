@@ -10,7 +10,8 @@ EHLO and ``--count`` transactions of 1 KiB messages in one of two shapes:
   read a message).
 
 The server is ``SMTP(Sink(), ...)`` as ``bench/servers/smtpkit_server.py`` builds it;
-``--enhanced`` turns on ENHANCEDSTATUSCODES on that class; ``--app`` takes the App of
+``--enhanced`` turns on ENHANCEDSTATUSCODES on that class, ``--set keyword=value`` (JSON
+values, repeatable) passes any other keyword to it (``--set dsn=true``); ``--app`` takes the App of
 ``bench/servers/app_server.py`` (one route, one RCPT hook, the App's default settings);
 ``--ceiling`` takes ``bench/servers/ceiling_server.py``'s canned-reply protocol, for the
 cost of the driver and the loop themselves.
@@ -98,7 +99,8 @@ def make_protocol(args: argparse.Namespace) -> asyncio.Protocol:
     from smtpkit.handlers import Sink
     from smtpkit.smtp import SMTP
 
-    extras = {"enhanced_status_codes": True} if args.enhanced else {}
+    extras: dict[str, Any] = {"enhanced_status_codes": True} if args.enhanced else {}
+    extras.update(args.set)
     return SMTP(Sink(), data_size_limit=200 * MIB, hostname="bench.local", chunking=True, **extras)
 
 
@@ -152,6 +154,17 @@ async def drive(args: argparse.Namespace) -> dict[str, Any]:
     return {"messages": args.count, "shape": args.shape, "cpu_us": elapsed / args.count * 1e6}
 
 
+def keyword_value(text: str) -> tuple[str, Any]:
+    """``dsn=true`` as ``("dsn", True)``: a keyword of SMTP and its value in JSON."""
+    keyword, eq, value = text.partition("=")
+    if not eq or not keyword.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected keyword=value")
+    try:
+        return keyword, json.loads(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not JSON") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=2000, help="transactions")
@@ -162,11 +175,21 @@ def main() -> None:
     which.add_argument("--enhanced", action="store_true", help="SMTP + Sink, enhanced codes on")
     which.add_argument("--ceiling", action="store_true", help="the ceiling's protocol")
     parser.add_argument(
+        "--set",
+        type=keyword_value,
+        action="append",
+        default=[],
+        metavar="KEYWORD=VALUE",
+        help="another keyword of SMTP + Sink, its value in JSON (repeatable)",
+    )
+    parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="print cProfile's top N (stderr)"
     )
     args = parser.parse_args()
     if args.count < 1:
         parser.error("--count: at least 1")
+    if args.set and (args.app or args.ceiling):
+        parser.error("--set: only for SMTP + Sink")
     if args.loop == "uvloop":
         import uvloop
 

@@ -17,9 +17,10 @@ Before the routes see it, the message gets a ``Received:`` trace field
 
 from __future__ import annotations
 
-import functools
 import logging
+import re
 import secrets
+import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -39,6 +40,9 @@ from .registry import Entry, ExceptionSpec, Route
 __all__ = ["ACCEPTED", "ExceptionMapper", "Router", "no_route_reply", "worst_reply"]
 
 log = logging.getLogger("smtpkit.routing")
+
+#: How many RCPT matches a router keeps for delivery at most (then it starts again).
+_FOUND_MAX = 4096
 
 #: The reply of a route function that returned None.
 ACCEPTED = replies.OK.format()
@@ -89,7 +93,11 @@ class Router:
         self._errors = errors
         # Bound once: the regexes' own fullmatch, in route order.
         self._matchers = tuple((route, route.pattern.regex.fullmatch) for route in self.routes)
-        self._tests = tuple(fullmatch for _, fullmatch in self._matchers)
+        # What RCPT found for an address, taken again at delivery so the
+        # address is not matched twice. A match depends on the address only,
+        # so an entry is right whichever connection left it; entries of
+        # transactions that never reach DATA are dropped in bulk.
+        self._found: dict[str, tuple[Route, re.Match[str]]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.routes)
@@ -104,8 +112,13 @@ class Router:
 
     def check(self, address: str) -> str | _Missing:
         """RCPT: MISSING (the server accepts as usual) or the refusal."""
-        for fullmatch in self._tests:
-            if fullmatch(address) is not None:
+        for route, fullmatch in self._matchers:
+            found = fullmatch(address)
+            if found is not None:
+                kept = self._found
+                if len(kept) >= _FOUND_MAX:
+                    kept.clear()
+                kept[address] = (route, found)
                 return MISSING
         return no_route_reply(address)
 
@@ -121,32 +134,22 @@ class Router:
         body = message_body(server, session, envelope, content)
         chosen: list[Route | None] = []
         groups: dict[Route, dict[str, dict[str, str]]] = {}
+        taken = self._found.pop
         for address in envelope.rcpt_tos:
-            found = self.find(address)
-            chosen.append(found[0] if found else None)
-            if found is not None:
-                groups.setdefault(found[0], {})[address] = found[1]
-        replies, kept = await self._run_all(server, session, envelope, groups, body)
-        if isinstance(body, MessageContent):
-            _settle(body, kept)
-        per_recipient = [
-            replies[route] if route is not None else no_route_reply(address)
-            for address, route in zip(envelope.rcpt_tos, chosen, strict=True)
-        ]
-        if isinstance(server, LMTP):
-            return per_recipient
-        worst = worst_reply(per_recipient)
-        return OK if worst is ACCEPTED else worst
-
-    async def _run_all(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        groups: dict[Route, dict[str, dict[str, str]]],
-        body: bytes | MessageContent,
-    ) -> tuple[dict[Route, str], list[weakref.ref[RoutedMessage]]]:
-        """Run each route once; its reply, and a weak reference to each message given."""
+            found = taken(address, None)
+            if found is None:
+                found = self._match(address)
+                if found is None:
+                    chosen.append(None)
+                    continue
+            route = found[0]
+            chosen.append(route)
+            matched = groups.get(route)
+            if matched is None:
+                matched = groups[route] = {}
+            matched[address] = found[1].groupdict()
+        # Each route once (in the order of its first recipient): its reply,
+        # and a weak reference to the message it was given.
         replies: dict[Route, str] = {}
         kept: list[weakref.ref[RoutedMessage]] = []
         calls = self._calls
@@ -160,7 +163,31 @@ class Router:
                 replies[route] = await self._errors.reply(error)
             else:
                 replies[route] = _route_reply(route, reply)
-        return replies, kept
+            del message
+        if isinstance(body, MessageContent):
+            _settle(body, kept)
+        if len(chosen) == 1:  # one recipient: its reply is the reply
+            only = chosen[0]
+            one = replies[only] if only is not None else no_route_reply(envelope.rcpt_tos[0])
+            if isinstance(server, LMTP):
+                return [one]
+            return OK if one is ACCEPTED else one
+        per_recipient = [
+            replies[route] if route is not None else no_route_reply(address)
+            for address, route in zip(envelope.rcpt_tos, chosen, strict=True)
+        ]
+        if isinstance(server, LMTP):
+            return per_recipient
+        worst = worst_reply(per_recipient)
+        return OK if worst is ACCEPTED else worst
+
+    def _match(self, address: str) -> tuple[Route, re.Match[str]] | None:
+        """The first route matching ``address``, and the match."""
+        for route, fullmatch in self._matchers:
+            found = fullmatch(address)
+            if found is not None:
+                return route, found
+        return None
 
 
 def _route_reply(route: Route, reply: object) -> str:
@@ -214,8 +241,14 @@ def message_body(
     """
     if getattr(server, "received_header", True) is False:
         return content
-    now = datetime.now(timezone.utc)
-    return MessageContent(functools.partial(with_received, server, session, envelope, content, now))
+    # The time now, as datetime.now(timezone.utc) reads it; the datetime is
+    # made with the field.
+    stamp = time.time()
+    return MessageContent(
+        lambda: with_received(
+            server, session, envelope, content, datetime.fromtimestamp(stamp, timezone.utc)
+        )
+    )
 
 
 def with_received(
