@@ -179,9 +179,17 @@ def unsubscribe(subscriber: Subscriber) -> None:
 
 def observe(peer: Any, tls: Any) -> Record | None:
     """The record of a new connection, or None when no subscriber wants it."""
-    wanted = tuple(s for s in _subscribers if s.wanted())
-    if not wanted:
+    subscribers = _subscribers
+    if not subscribers:
         return None
+    if len(subscribers) == 1:  # the usual case: the logs alone, or the metrics
+        if not subscribers[0].wanted():
+            return None
+        wanted: tuple[Subscriber, ...] = subscribers
+    else:
+        wanted = tuple(s for s in subscribers if s.wanted())
+        if not wanted:
+            return None
     record = Record(wanted, peer, tls)
     for subscriber in wanted:
         subscriber.connection_made(record)

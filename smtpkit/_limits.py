@@ -60,13 +60,16 @@ class ConnectionLimiter:
     def acquire(self, address: str | None) -> bool:
         """Count a new connection from ``address``; False when over a limit."""
         self.refusal = TOO_MANY_CONNECTIONS
-        if self.max_connections is not None and self.total >= self.max_connections:
+        max_connections = self.max_connections
+        if max_connections is not None and self.total >= max_connections:
             return False
-        if self._full(address):
+        counted = address is not None and self.max_per_ip is not None
+        if counted and self._full(address):
             return False
-        if not self._within_rate(address):
+        if self.rates is not None and not self._within_rate(address):
             return False
-        if address is not None and self.max_per_ip is not None:
+        if counted:
+            assert address is not None
             self._per_ip[address] = self._per_ip.get(address, 0) + 1
         self.total += 1
         return True
@@ -74,7 +77,8 @@ class ConnectionLimiter:
     def release(self, address: str | None) -> None:
         """Forget a connection counted by :meth:`acquire`."""
         self.total -= 1
-        self._forget(address)
+        if address is not None and self.max_per_ip is not None:
+            self._forget(address)
 
     def reassign(self, old: str | None, new: str | None) -> bool:
         """Count a connection counted for ``old`` as coming from ``new`` instead.
