@@ -42,6 +42,10 @@ class TLSSetupException(Exception):
     """
 
 
+#: The handle_DATA_ABORT calls of BDAT messages left unfinished, while they run.
+_ABORTS: set[asyncio.Task[None]] = set()
+
+
 class Commands(Connection):
     """The ``smtp_<VERB>`` methods of :class:`smtpkit.smtp.SMTP`."""
 
@@ -719,6 +723,48 @@ class Commands(Connection):
         if message is not None and message.envelope is self.envelope and message.failed:
             return bdat.EARLIER_CHUNK_FAILED
         return None
+
+    def _set_rset_state(self) -> None:
+        self._abandon_chunks("transaction reset")
+        super()._set_rset_state()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # A BDAT command that is running tells the handler itself when its
+        # read fails; between two chunks, nothing else would.
+        if self.transport is not None and not self._running:
+            self._abandon_chunks("connection lost")
+        super().connection_lost(exc)
+
+    def _abandon_chunks(self, reason: str) -> None:
+        """Tell a streaming handler that the BDAT message it had chunks of will not end.
+
+        Called when the transaction is reset (RSET, HELO/EHLO, STARTTLS) or
+        the client goes away between two chunks. A message whose chunk was
+        refused was already aborted; a message kept in memory is just dropped.
+        """
+        message = self._bdat
+        if message is None:
+            return
+        self._bdat = None
+        if message.envelope is not self.envelope or message.failed is not None:
+            return
+        hook = self._hook("DATA_ABORT")
+        if hook is None or self._hook("DATA_CHUNK") is None:
+            return
+        task = self.loop.create_task(self._tell_abort(hook, self.session, message.envelope, reason))
+        _ABORTS.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(_ABORTS.discard)
+
+    async def _tell_abort(
+        self, hook: Callable[..., Any], session: Any, envelope: Any, reason: str
+    ) -> None:
+        """Call ``handle_DATA_ABORT`` for ``envelope`` (the transaction that ended)."""
+        try:
+            result = hook(self, session, envelope, reason)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("handle_DATA_ABORT raised")
 
     def _chunked_message(self) -> ChunkedMessage:
         """The message the chunks of this transaction make up (started on the first)."""

@@ -341,6 +341,80 @@ def test_size_limit_tells_the_streaming_hook(server: Any, raw: Any) -> None:
     assert handler.aborted == ["552 Error: Too much mail data"]
 
 
+class AbortRecorder(Streamer):
+    """A streaming handler that also notes which envelope each abort was for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted_envelopes: list[Envelope] = []
+
+    async def handle_DATA_CHUNK(
+        self, server: SMTP, session: Session, envelope: Envelope, chunk: bytes
+    ) -> None:
+        self.chunk_envelope = envelope
+        await super().handle_DATA_CHUNK(server, session, envelope, chunk)
+
+    async def handle_DATA_ABORT(
+        self, server: SMTP, session: Session, envelope: Envelope, reason: str
+    ) -> None:
+        self.aborted_envelopes.append(envelope)
+        await super().handle_DATA_ABORT(server, session, envelope, reason)
+
+
+def wait_for(condition: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_client_leaving_between_chunks_tells_the_streaming_hook(server: Any, raw: Any) -> None:
+    handler = AbortRecorder()
+    client = opened(raw, server(handler, chunking=True).port)
+    client.send(bdat(b"first part"))
+    assert codes(client, 1) == [250]
+    client.close()
+    wait_for(lambda: handler.aborted)
+    assert handler.aborted == ["connection lost"]
+    assert handler.aborted_envelopes == [handler.chunk_envelope]
+    assert handler.envelopes == []
+
+
+@pytest.mark.parametrize("reset", [b"RSET\r\n", b"EHLO again.test\r\n"])
+def test_a_reset_between_chunks_tells_the_streaming_hook(
+    server: Any, raw: Any, reset: bytes
+) -> None:
+    handler = AbortRecorder()
+    client = opened(raw, server(handler, chunking=True).port)
+    client.send(bdat(b"first part"))
+    assert codes(client, 1) == [250]
+    client.send(reset)
+    assert client.replies(1)[0][-1].startswith("250")
+    wait_for(lambda: handler.aborted)
+    assert handler.aborted == ["transaction reset"]
+    assert handler.aborted_envelopes == [handler.chunk_envelope]
+    # The session goes on with a new transaction, whose message arrives whole.
+    client.send(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n" + bdat(b"x", last=True))
+    assert codes(client, 3) == [250, 250, 250]
+    assert handler.aborted == ["transaction reset"]
+    assert len(handler.envelopes) == 1
+
+
+def test_a_finished_or_failed_message_is_not_aborted_again(server: Any, raw: Any) -> None:
+    handler = AbortRecorder()
+    client = opened(raw, server(handler, chunking=True).port)
+    client.send(bdat(b"boom") + bdat(b"more", last=True) + b"RSET\r\n")
+    assert codes(client, 3)[2] == 250
+    client.send(
+        b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+        + bdat(b"whole", last=True)
+        + b"RSET\r\nQUIT\r\n"
+    )
+    assert codes(client, 5) == [250, 250, 250, 250, 221]
+    time.sleep(0.2)  # an abort, if one were wrongly scheduled, runs by then
+    assert handler.aborted == ["the handler failed"]
+
+
 class PerRecipient(Recorder):
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> Any:
         await super().handle_DATA(server, session, envelope)
