@@ -352,14 +352,11 @@ class Commands(Connection):
             raise SMTPReplyError(replies.NESTED_MAIL)
         self._check_mail_params(options, params)
         dsn = self._mail_dsn(raw)
-        # The hook is called here, not through _call_handler_hook: no coroutine
-        # when there is none, or when it is a plain function.
-        hook = self._hook("MAIL")
-        status: Any = MISSING
-        if hook is not None:
-            status = hook(self, self.session, self.envelope, address, options)
-            if type(status) is _Coroutine or inspect.isawaitable(status):
-                status = await status
+        # Started here, not through _call_handler_hook: no coroutine when there
+        # is no hook, or when it is a plain function.
+        status = self._start_hook("MAIL", address, options)
+        if type(status) is _Coroutine or inspect.isawaitable(status):
+            status = await status
         if status is MISSING:
             self.envelope.mail_from = address
             self.envelope.mail_options.extend(options)
@@ -448,12 +445,9 @@ class Commands(Connection):
         dsn = self._rcpt_dsn(options, raw)
         if len(self.envelope.rcpt_tos) >= self.max_recipients:
             raise SMTPReplyError(replies.TOO_MANY_RECIPIENTS)
-        hook = self._hook("RCPT")
-        status: Any = MISSING
-        if hook is not None:
-            status = hook(self, self.session, self.envelope, address, options)
-            if type(status) is _Coroutine or inspect.isawaitable(status):
-                status = await status
+        status = self._start_hook("RCPT", address, options)
+        if type(status) is _Coroutine or inspect.isawaitable(status):
+            status = await status
         if status is MISSING:
             self.envelope.rcpt_tos.append(address)
             self.envelope.rcpt_options.extend(options)
@@ -604,12 +598,15 @@ class Commands(Connection):
             self._resume_reading()
         return None
 
-    async def _data_abort(self, reason: str) -> None:
+    async def _data_abort(self, reason: str, envelope: Any = None) -> None:
+        """Call ``handle_DATA_ABORT`` for ``envelope`` (by default the current one)."""
         hook = self._hook("DATA_ABORT")
         if hook is None:
             return
         try:
-            result = hook(self, self.session, self.envelope, reason)
+            result = hook(
+                self, self.session, self.envelope if envelope is None else envelope, reason
+            )
             if inspect.isawaitable(result):
                 await result
         except Exception:
@@ -748,23 +745,11 @@ class Commands(Connection):
         self._bdat = None
         if message.envelope is not self.envelope or message.failed is not None:
             return
-        hook = self._hook("DATA_ABORT")
-        if hook is None or self._hook("DATA_CHUNK") is None:
+        if self._hook("DATA_CHUNK") is None:
             return
-        task = self.loop.create_task(self._tell_abort(hook, self.session, message.envelope, reason))
+        task = self.loop.create_task(self._data_abort(reason, message.envelope))
         _ABORTS.add(task)  # held until done: the loop keeps only a weak reference
         task.add_done_callback(_ABORTS.discard)
-
-    async def _tell_abort(
-        self, hook: Callable[..., Any], session: Any, envelope: Any, reason: str
-    ) -> None:
-        """Call ``handle_DATA_ABORT`` for ``envelope`` (the transaction that ended)."""
-        try:
-            result = hook(self, session, envelope, reason)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("handle_DATA_ABORT raised")
 
     def _chunked_message(self) -> ChunkedMessage:
         """The message the chunks of this transaction make up (started on the first)."""

@@ -1089,11 +1089,19 @@ class Connection(asyncio.StreamReaderProtocol):
         hook: Callable[..., Any] | None = getattr(self.event_handler, attribute, None)
         return hook
 
-    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+    def _start_hook(self, command: str, *args: Any) -> Any:
+        """Call ``handle_<command>``: its result (maybe an awaitable), or MISSING without one.
+
+        Synchronous, so that a command whose hook is missing or a plain
+        function costs no coroutine; the caller awaits what needs it.
+        """
         hook = self._hook(command)
         if hook is None:
             return MISSING
-        status = hook(self, self.session, self.envelope, *args)
+        return hook(self, self.session, self.envelope, *args)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        status = self._start_hook(command, *args)
         if type(status) is _Coroutine or inspect.isawaitable(status):
             status = await status
         return status
