@@ -87,9 +87,20 @@ class Clock:
 _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Clock] = weakref.WeakKeyDictionary()
 
 
+#: The clock found last: a server's connections share one loop, and checking that it
+#: is the same costs less than the weak dictionary's look-up. (Held strongly: a clock
+#: holds its loop weakly, so this keeps no loop alive.)
+_last: Clock | None = None
+
+
 def clock_for(loop: asyncio.AbstractEventLoop) -> Clock:
     """The clock of ``loop`` (created on first use)."""
+    global _last
+    clock = _last
+    if clock is not None and clock._loop_ref() is loop:
+        return clock
     clock = _clocks.get(loop)
     if clock is None:
         clock = _clocks[loop] = Clock(loop)
+    _last = clock
     return clock

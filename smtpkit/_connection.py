@@ -33,13 +33,12 @@ import logging
 import ssl
 import sys
 import types
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, AnyStr
 
 from . import _events
 from . import _replies as replies
-from ._clock import Clock, clock_for
+from ._clock import clock_for
 from ._constants import AUTH_LINE_LIMIT, MISSING, Phase
 from ._limits import TOO_MANY_CONNECTIONS, ConnectionLimiter
 from ._logs import SESSION_LOG
@@ -105,21 +104,6 @@ _HOOK_ATTRIBUTES = {
 }
 # What an ``async def`` returns: tested first, before inspect.isawaitable.
 _Coroutine = types.CoroutineType
-
-# The clock found last: the connections of a server share one loop, and the
-# look-up by loop (a weak dictionary) costs more than checking that it is the same.
-_last_clock: list[weakref.ref[Clock]] = []
-
-
-def _clock_of(loop: asyncio.AbstractEventLoop) -> Clock:
-    """The clock of ``loop`` (see :func:`smtpkit._clock.clock_for`)."""
-    if _last_clock:
-        clock = _last_clock[0]()
-        if clock is not None and clock._loop_ref() is loop:
-            return clock
-    clock = clock_for(loop)
-    _last_clock[:] = [weakref.ref(clock)]
-    return clock
 
 
 class _TooLong:
@@ -343,11 +327,11 @@ class Connection(asyncio.StreamReaderProtocol):
         self._observed = _events.observe(session.peer, info)
         self._last_activity = self.loop.time()
         if self._proxy_timeout is not None:
-            _clock_of(self.loop).add(self, min(self._proxy_timeout, self._tick))
+            clock_for(self.loop).add(self, min(self._proxy_timeout, self._tick))
             self._phase = _PROXY
             self._runner = self.loop.create_task(self._read_proxy_header())
         else:
-            _clock_of(self.loop).add(self, self._tick)
+            clock_for(self.loop).add(self, self._tick)
             self._greet()
 
     def _count_connection(self, peer: Any) -> bool:
@@ -423,7 +407,7 @@ class Connection(asyncio.StreamReaderProtocol):
         if self.transport is None:
             return  # Already told (a failed TLS handshake reports it itself).
         self._closing = True
-        _clock_of(self.loop).discard(self)
+        clock_for(self.loop).discard(self)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(ConnectionResetError("connection lost"))
